@@ -1,0 +1,36 @@
+# taskevents: PostgreSQL extension that publishes task changes as CloudEvents
+# through a Dapr sidecar.  Built with PGXS: make && make install.
+
+EXTENSION = taskevents
+DATA = sql/taskevents--1.0.sql
+MODULE_big = taskevents
+OBJS = \
+	src/taskevents.o \
+	src/settings.o \
+	src/capture.o \
+	src/outbox.o \
+	src/cloudevent.o \
+	src/shared.o \
+	src/dapr.o \
+	src/worker.o \
+	src/launcher.o
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = -lcurl -luuid
+
+# pg_regress: SQL-visible behaviour, on a throw-away instance without the
+# worker (capture only), so the outbox stays exactly as the tests wrote it.
+REGRESS = install capture events truncate attach privileges preview
+REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(srcdir)/test/regress.conf
+
+# TAP: the worker, faults, restarts and crashes.
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = --timer
+
+EXTRA_CLEAN = tmp_regress tmp_check
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

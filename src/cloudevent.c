@@ -1,0 +1,334 @@
+/*-------------------------------------------------------------------------
+ * cloudevent.c
+ *		The events of a captured change and their CloudEvents 1.0 JSON.
+ *
+ * The worker sends exactly what te_append_cloudevent() writes, and
+ * taskevents.preview() shows the same text.  Every string goes through
+ * escape_json(); numbers and booleans keep their JSON types.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "cloudevent.h"
+#include "settings.h"
+
+/* The events of a change, in publishing order; returns how many. */
+int
+te_change_events(const TeChange *c, TeEvent *out)
+{
+	int			n = 0;
+	int			e = c->events;
+	const char *sync_action = NULL;
+
+#define ADD(s, t, a, tp) \
+	do { out[n].slot = (s); out[n].type = (t); out[n].action = (a); out[n].topic = (tp); n++; } while (0)
+
+	if (e & TE_EV_CREATED)
+		ADD(TE_SLOT_TASK, "task.created", sync_action = "created", TE_TOPIC_TASK_EVENTS);
+	else if (e & TE_EV_DELETED)
+		ADD(TE_SLOT_TASK, "task.deleted", sync_action = "deleted", TE_TOPIC_TASK_EVENTS);
+	else if (e & TE_EV_UPDATED)
+		ADD(TE_SLOT_TASK, "task.updated", sync_action = "updated", TE_TOPIC_TASK_EVENTS);
+
+	if (e & TE_EV_COMPLETED)
+		ADD(TE_SLOT_COMPLETION, "task.completed", sync_action = "completed", TE_TOPIC_TASK_EVENTS);
+	else if (e & TE_EV_UNCOMPLETED)
+		ADD(TE_SLOT_COMPLETION, "task.uncompleted", sync_action = "uncompleted", TE_TOPIC_TASK_EVENTS);
+
+	if (sync_action != NULL)
+		ADD(TE_SLOT_SYNC, "sync.task", sync_action, TE_TOPIC_TASK_UPDATES);
+
+	if (e & TE_EV_REM_SCHEDULED)
+		ADD(TE_SLOT_REMINDER, "reminder.scheduled", "scheduled", TE_TOPIC_REMINDERS);
+	else if (e & TE_EV_REM_RESCHEDULED)
+		ADD(TE_SLOT_REMINDER, "reminder.rescheduled", "rescheduled", TE_TOPIC_REMINDERS);
+	else if (e & TE_EV_REM_CANCELLED)
+		ADD(TE_SLOT_REMINDER, "reminder.cancelled", "cancelled", TE_TOPIC_REMINDERS);
+#undef ADD
+
+	return n;
+}
+
+/*
+ * The id of the event in the given slot: the change's random base id with the
+ * slot number folded into its last byte.  Fixed at capture, so every retry
+ * sends the same id, and still a version 4 UUID.
+ */
+void
+te_event_id(const TeChange *c, int slot, pg_uuid_t *out)
+{
+	*out = c->event_id;
+	out->data[UUID_LEN - 1] ^= (unsigned char) slot;
+}
+
+/* The topic setting for an event's topic. */
+const char *
+te_topic_name(TeTopic topic)
+{
+	switch (topic)
+	{
+		case TE_TOPIC_TASK_EVENTS:
+			return te_topic_task_events;
+		case TE_TOPIC_TASK_UPDATES:
+			return te_topic_task_updates;
+		case TE_TOPIC_REMINDERS:
+			return te_topic_reminders;
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+/* Append a UUID in its canonical lower-case form. */
+void
+te_append_uuid(StringInfo buf, const pg_uuid_t *uuid)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	enlargeStringInfo(buf, 36);
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			buf->data[buf->len++] = '-';
+		buf->data[buf->len++] = hex[uuid->data[i] >> 4];
+		buf->data[buf->len++] = hex[uuid->data[i] & 0x0F];
+	}
+	buf->data[buf->len] = '\0';
+}
+
+/* Append a timestamptz as RFC 3339 in UTC with microseconds and 'Z'. */
+void
+te_append_timestamp(StringInfo buf, TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+	{
+		appendStringInfoString(buf, TIMESTAMP_IS_NOBEGIN(ts) ? "-infinity" : "infinity");
+		return;
+	}
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* Does the type render as a JSON number? */
+bool
+te_type_is_number(Oid typid)
+{
+	switch (getBaseType(typid))
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* A value's text form (fast paths for the usual id and title types). */
+char *
+te_datum_text(Datum value, Oid typid)
+{
+	Oid			outfunc;
+	bool		isvarlena;
+
+	switch (typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+			return TextDatumGetCString(value);
+		case UUIDOID:
+			{
+				StringInfoData s;
+
+				initStringInfo(&s);
+				te_append_uuid(&s, DatumGetUUIDP(value));
+				return s.data;
+			}
+		default:
+			getTypeOutputInfo(typid, &outfunc, &isvarlena);
+			return OidOutputFunctionCall(outfunc, value);
+	}
+}
+
+/*
+ * Append a value as JSON, keeping its JSON type: booleans and finite numbers
+ * bare, json as is, timestamps in RFC 3339, everything else a JSON string.
+ */
+void
+te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
+{
+	Oid			base = getBaseType(typid);
+
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	switch (base)
+	{
+		case BOOLOID:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			return;
+		case JSONOID:
+			{
+				text	   *t = DatumGetTextPP(value);
+
+				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+				return;
+			}
+		case JSONBOID:
+			(void) JsonbToCString(buf, &DatumGetJsonbP(value)->root, 0);
+			return;
+		case TIMESTAMPTZOID:
+			appendStringInfoChar(buf, '"');
+			te_append_timestamp(buf, DatumGetTimestampTz(value));
+			appendStringInfoChar(buf, '"');
+			return;
+		case TIMESTAMPOID:
+			{
+				char		tmp[MAXDATELEN + 1];
+				struct pg_tm tm;
+				fsec_t		fsec;
+				Timestamp	ts = DatumGetTimestamp(value);
+
+				if (TIMESTAMP_NOT_FINITE(ts))
+					EncodeSpecialTimestamp(ts, tmp);
+				else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
+					EncodeDateTime(&tm, fsec, false, 0, NULL, USE_XSD_DATES, tmp);
+				else
+					ereport(ERROR,
+							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+							 errmsg("timestamp out of range")));
+				escape_json(buf, tmp);
+				return;
+			}
+		case DATEOID:
+			{
+				char		tmp[MAXDATELEN + 1];
+				struct pg_tm tm;
+				DateADT		d = DatumGetDateADT(value);
+
+				if (DATE_NOT_FINITE(d))
+					EncodeSpecialDate(d, tmp);
+				else
+				{
+					j2date(d + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+					EncodeDateOnly(&tm, USE_XSD_DATES, tmp);
+				}
+				escape_json(buf, tmp);
+				return;
+			}
+		default:
+			{
+				char	   *s = te_datum_text(value, typid);
+
+				/* NaN and Infinity are not JSON numbers: quote them. */
+				if (te_type_is_number(base) &&
+					(isdigit((unsigned char) s[0]) ||
+					 (s[0] == '-' && isdigit((unsigned char) s[1]))))
+					appendStringInfoString(buf, s);
+				else
+					escape_json(buf, s);
+				pfree(s);
+				return;
+			}
+	}
+}
+
+/* Append an id of the change: a JSON number or a JSON string. */
+static void
+ce_append_id(StringInfo buf, const char *id, bool is_number)
+{
+	if (id == NULL)
+		appendStringInfoString(buf, "null");
+	else if (is_number)
+		appendStringInfoString(buf, id);
+	else
+		escape_json(buf, id);
+}
+
+/*
+ * Append the structured-mode CloudEvent of one event of a change, in the
+ * server encoding.  Attribute and data field order is fixed (see README).
+ */
+void
+te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)
+{
+	pg_uuid_t	id;
+
+	te_event_id(c, ev->slot, &id);
+
+	appendStringInfoString(buf, "{\"specversion\":\"1.0\",\"id\":\"");
+	te_append_uuid(buf, &id);
+	appendStringInfoString(buf, "\",\"source\":");
+	escape_json(buf, te_source);
+	appendStringInfo(buf, ",\"type\":\"%s\",\"time\":\"", ev->type);
+	te_append_timestamp(buf, c->changed_at);
+	appendStringInfoString(buf, "\",\"subject\":");
+	escape_json(buf, c->task_id);
+	appendStringInfoString(buf, ",\"datacontenttype\":\"application/json\",\"traceid\":");
+	escape_json(buf, c->trace_id);
+	if (c->traceparent != NULL)
+	{
+		appendStringInfoString(buf, ",\"traceparent\":");
+		escape_json(buf, c->traceparent);
+	}
+
+	appendStringInfoString(buf, ",\"data\":{\"task_id\":");
+	ce_append_id(buf, c->task_id, (c->events & TE_F_TASK_ID_NUMBER) != 0);
+	appendStringInfoString(buf, ",\"user_id\":");
+	ce_append_id(buf, c->user_id, (c->events & TE_F_USER_ID_NUMBER) != 0);
+	appendStringInfo(buf, ",\"action\":\"%s\"", ev->action);
+
+	if (ev->topic == TE_TOPIC_TASK_EVENTS)
+	{
+		appendStringInfoString(buf, ",\"title\":");
+		if (c->title != NULL)
+			escape_json(buf, c->title);
+		else
+			appendStringInfoString(buf, "null");
+		appendStringInfoString(buf, ",\"completed\":");
+		appendStringInfoString(buf, c->completed_null ? "null" :
+							   c->completed ? "true" : "false");
+		appendStringInfoString(buf, ",\"changes\":");
+		if (ev->slot == TE_SLOT_TASK && (c->events & TE_EV_UPDATED) && c->changes != NULL)
+			appendStringInfoString(buf, c->changes);
+		else
+			appendStringInfoString(buf, "{}");
+	}
+	else if (ev->topic == TE_TOPIC_REMINDERS)
+	{
+		appendStringInfoString(buf, ",\"due_date\":");
+		if (c->due_date_null)
+			appendStringInfoString(buf, "null");
+		else
+		{
+			appendStringInfoChar(buf, '"');
+			te_append_timestamp(buf, c->due_date);
+			appendStringInfoChar(buf, '"');
+		}
+	}
+
+	appendStringInfoString(buf, ",\"timestamp\":\"");
+	te_append_timestamp(buf, c->changed_at);
+	appendStringInfoString(buf, "\"}}");
+}

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ * compat.h
+ *		The one place for differences between PostgreSQL major versions.
+ *
+ * taskevents is built and tested on PostgreSQL 15; each macro here names
+ * what changed in a later release so a port to 16-18 touches only this file.
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKEVENTS_COMPAT_H
+#define TASKEVENTS_COMPAT_H
+
+#include "storage/proc.h"
+
+#if PG_VERSION_NUM < 150000
+#error "taskevents needs PostgreSQL 15 or later"
+#endif
+
+/* Local transaction id of this backend's current top-level transaction. */
+#if PG_VERSION_NUM >= 170000
+#define TE_CURRENT_LXID() (MyProc->vxid.lxid)
+#else
+#define TE_CURRENT_LXID() (MyProc->lxid)
+#endif
+
+/* Latch of the process with the given PGPROC number. */
+#if PG_VERSION_NUM >= 170000
+#define TE_PROC_NUMBER() (MyProcNumber)
+#else
+#define TE_PROC_NUMBER() (MyProc->pgprocno)
+#endif
+
+/* Background worker type strings grew bgw_type in 11; nothing to do since. */
+
+#endif							/* TASKEVENTS_COMPAT_H */

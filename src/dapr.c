@@ -1,0 +1,304 @@
+/*-------------------------------------------------------------------------
+ * dapr.c
+ *		The Dapr sidecar client.
+ *
+ * POST {base}/v1.0/publish/{pubsub}/{topic}?metadata.partitionKey={task id}
+ * with Content-Type application/cloudevents+json (structured mode: without
+ * it daprd would wrap the body as a string), and dapr-api-token when a token
+ * is configured.  Requests run on one curl multi handle whose connection
+ * cache keeps up to taskevents.concurrency connections alive.
+ *
+ * Nothing here raises an ERROR while transfers are live: failures become
+ * request outcomes.  The caller checks for interrupts between calls to
+ * te_dapr_wait(), whose waits are short.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
+
+#include "dapr.h"
+#include "settings.h"
+
+static CURLM *dp_multi = NULL;
+static struct curl_slist *dp_headers = NULL;
+static char *dp_base = NULL;	/* http://host:port, in TopMemoryContext */
+
+/* Transfers in flight, so that error recovery can drop them. */
+#define DP_MAX_LIVE (1024 + 1)
+static CURL *dp_live[DP_MAX_LIVE];
+static int	dp_in_flight = 0;
+
+/* Idle easy handles, reused so their settings and buffers stay warm. */
+#define DP_POOL_MAX 1024
+static CURL *dp_pool[DP_POOL_MAX];
+static int	dp_npool = 0;
+
+/* (Re)read the settings: base URL, headers, connection limits. */
+void
+te_dapr_configure(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	StringInfoData s;
+	const char *token = te_api_token();
+
+	if (dp_multi == NULL)
+	{
+		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+			elog(ERROR, "taskevents: curl_global_init failed");
+		dp_multi = curl_multi_init();
+		if (dp_multi == NULL)
+			elog(ERROR, "taskevents: curl_multi_init failed");
+	}
+	curl_multi_setopt(dp_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) te_concurrency);
+	curl_multi_setopt(dp_multi, CURLMOPT_MAXCONNECTS, (long) te_concurrency);
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "http://%s:%d", te_host, te_port);
+	if (dp_base)
+		pfree(dp_base);
+	dp_base = s.data;
+
+	if (dp_headers)
+		curl_slist_free_all(dp_headers);
+	dp_headers = curl_slist_append(NULL, "Content-Type: application/cloudevents+json");
+	/* No "Expect: 100-continue" round trip for large bodies. */
+	dp_headers = curl_slist_append(dp_headers, "Expect:");
+	if (token != NULL && token[0] != '\0')
+	{
+		initStringInfo(&s);
+		appendStringInfo(&s, "dapr-api-token: %s", token);
+		dp_headers = curl_slist_append(dp_headers, s.data);
+		pfree(s.data);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* The sidecar's base URL, for log lines. */
+const char *
+te_dapr_endpoint(void)
+{
+	return dp_base;
+}
+
+/* Keep the start of the response body: daprd's error JSON. */
+static size_t
+dp_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	TeRequest  *req = (TeRequest *) userdata;
+	size_t		n = size * nmemb;
+	size_t		room = TE_DAPR_BODY_KEEP - req->resp_len;
+	size_t		take = n < room ? n : room;
+
+	memcpy(req->resp + req->resp_len, ptr, take);
+	req->resp_len += take;
+	req->resp[req->resp_len] = '\0';
+	return n;
+}
+
+/* Start a request; it comes back from te_dapr_wait(). */
+void
+te_dapr_start(TeRequest *req)
+{
+	CURL	   *h = dp_npool > 0 ? dp_pool[--dp_npool] : curl_easy_init();
+	char		url[1024];
+
+	req->outcome = TE_OUTCOME_RETRY;
+	req->transport = false;
+	req->status = 0;
+	req->error[0] = '\0';
+	req->resp_len = 0;
+	req->resp[0] = '\0';
+	req->handle = h;
+	if (h == NULL)
+	{
+		req->transport = true;
+		strlcpy(req->error, "curl_easy_init failed", sizeof(req->error));
+		return;
+	}
+
+	if (req->probe)
+	{
+		snprintf(url, sizeof(url), "%s/v1.0/healthz/outbound", dp_base);
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	}
+	else
+	{
+		char	   *key = curl_easy_escape(h, req->partition_key, 0);
+
+		snprintf(url, sizeof(url), "%s/v1.0/publish/%s/%s?metadata.partitionKey=%s",
+				 dp_base, te_pubsub, req->topic, key ? key : "");
+		curl_free(key);
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, dp_headers);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) te_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) te_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, dp_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, req);
+
+	if (dp_in_flight >= DP_MAX_LIVE || curl_multi_add_handle(dp_multi, h) != CURLM_OK)
+	{
+		curl_easy_cleanup(h);
+		req->handle = NULL;
+		req->transport = true;
+		strlcpy(req->error, "curl_multi_add_handle failed", sizeof(req->error));
+		return;
+	}
+	dp_live[dp_in_flight++] = h;
+}
+
+/* Find daprd's "errorCode" in an error body; "" when there is none. */
+static void
+dp_error_code(const char *body, char *code, size_t codelen)
+{
+	const char *p = strstr(body, "\"errorCode\"");
+	size_t		n = 0;
+
+	code[0] = '\0';
+	if (p == NULL)
+		return;
+	p += strlen("\"errorCode\"");
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p++ != ':')
+		return;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p++ != '"')
+		return;
+	while (*p && *p != '"' && n + 1 < codelen)
+		code[n++] = *p++;
+	code[n] = '\0';
+}
+
+/*
+ * Decide on daprd's answer (SPEC §4): retry what can heal (the broker, a
+ * component still loading), dead-letter what cannot (bad request, token,
+ * ACL, serialization).  Writes a one-line reason into error.
+ */
+TeOutcome
+te_dapr_classify(long status, const char *body, char *error)
+{
+	char		code[64];
+	TeOutcome	outcome;
+
+	if (status >= 200 && status < 300)
+	{
+		error[0] = '\0';
+		return TE_OUTCOME_OK;
+	}
+	dp_error_code(body, code, sizeof(code));
+	if ((status == 400 || status == 404) && strcmp(code, "ERR_PUBSUB_NOT_FOUND") == 0)
+		outcome = TE_OUTCOME_RETRY;
+	else if (status >= 500 && strcmp(code, "ERR_PUBSUB_CLOUD_EVENTS_SER") == 0)
+		outcome = TE_OUTCOME_PERMANENT;
+	else if (status >= 500 || status == 408 || status == 429)
+		outcome = TE_OUTCOME_RETRY;
+	else
+		outcome = TE_OUTCOME_PERMANENT;
+
+	if (code[0] != '\0')
+	{
+		/* daprd's message follows its code; keep both on one line */
+		const char *msg = strstr(body, "\"message\"");
+
+		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld %s%s%.180s", status, code,
+				 msg ? ": " : "", msg ? msg : "");
+	}
+	else
+		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld: %.200s", status, body);
+	for (char *c = error; *c; c++)
+		if (*c == '\n' || *c == '\r' || *c == '\t')
+			*c = ' ';
+	return outcome;
+}
+
+/* Detach a finished transfer and fill in its outcome. */
+static TeRequest *
+dp_finish(CURL *h, CURLcode result)
+{
+	TeRequest  *req;
+
+	curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **) &req);
+	curl_multi_remove_handle(dp_multi, h);
+	for (int i = 0; i < dp_in_flight; i++)
+	{
+		if (dp_live[i] == h)
+		{
+			dp_live[i] = dp_live[--dp_in_flight];
+			break;
+		}
+	}
+	if (dp_npool < DP_POOL_MAX)
+		dp_pool[dp_npool++] = h;
+	else
+		curl_easy_cleanup(h);
+	req->handle = NULL;
+
+	if (result != CURLE_OK)
+	{
+		req->transport = true;
+		req->outcome = TE_OUTCOME_RETRY;
+		snprintf(req->error, sizeof(req->error), "%s (%s)",
+				 curl_easy_strerror(result), dp_base);
+		return req;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
+	req->outcome = te_dapr_classify(req->status, req->resp, req->error);
+	return req;
+}
+
+/*
+ * Move transfers along, waiting up to timeout_ms for activity; returns how
+ * many requests finished, into done[].
+ */
+int
+te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
+{
+	int			running;
+	int			ndone = 0;
+	int			pending;
+	CURLMsg    *msg;
+
+	curl_multi_perform(dp_multi, &running);
+	if (running > 0 && running == dp_in_flight)
+	{
+		curl_multi_poll(dp_multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(dp_multi, &running);
+	}
+	while (ndone < max_done && (msg = curl_multi_info_read(dp_multi, &pending)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+			done[ndone++] = dp_finish(msg->easy_handle, msg->data.result);
+	}
+	return ndone;
+}
+
+/* Requests started and not yet returned. */
+int
+te_dapr_in_flight(void)
+{
+	return dp_in_flight;
+}
+
+/* Drop every transfer (error recovery): their requests are forgotten. */
+void
+te_dapr_abort_all(void)
+{
+	for (int i = 0; i < dp_in_flight; i++)
+	{
+		curl_multi_remove_handle(dp_multi, dp_live[i]);
+		curl_easy_cleanup(dp_live[i]);
+	}
+	dp_in_flight = 0;
+}

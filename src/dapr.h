@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ * dapr.h
+ *		The Dapr sidecar client: many publish requests in flight over
+ *		kept-alive connections (libcurl multi), and the readiness probe.
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKEVENTS_DAPR_H
+#define TASKEVENTS_DAPR_H
+
+typedef enum TeOutcome
+{
+	TE_OUTCOME_OK,				/* 2xx: published */
+	TE_OUTCOME_RETRY,			/* try again later */
+	TE_OUTCOME_PERMANENT		/* dead letter at once */
+} TeOutcome;
+
+#define TE_DAPR_ERROR_LEN 256
+#define TE_DAPR_BODY_KEEP 512
+
+/* One HTTP request; the caller owns it until te_dapr_wait() returns it. */
+typedef struct TeRequest
+{
+	/* input */
+	const char *topic;
+	const char *partition_key;
+	const char *body;
+	size_t		body_len;
+	bool		probe;			/* GET /v1.0/healthz/outbound instead */
+	void	   *owner;			/* for the caller */
+
+	/* output */
+	TeOutcome	outcome;
+	bool		transport;		/* no HTTP answer: refused, reset, timed out */
+	long		status;			/* HTTP status, 0 without an answer */
+	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK */
+
+	/* private */
+	void	   *handle;
+	size_t		resp_len;
+	char		resp[TE_DAPR_BODY_KEEP + 1];
+} TeRequest;
+
+extern void te_dapr_configure(void);
+extern void te_dapr_start(TeRequest *req);
+extern int	te_dapr_wait(TeRequest **done, int max_done, int timeout_ms);
+extern int	te_dapr_in_flight(void);
+extern void te_dapr_abort_all(void);
+extern const char *te_dapr_endpoint(void);
+extern TeOutcome te_dapr_classify(long status, const char *body, char *error);
+
+#endif							/* TASKEVENTS_DAPR_H */

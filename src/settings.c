@@ -1,0 +1,217 @@
+/*-------------------------------------------------------------------------
+ * settings.c
+ *		The taskevents.* configuration parameters.
+ *
+ * Delivery settings are PGC_SIGHUP: the worker and the preview function see
+ * the same values, and a writer cannot change where its events go.  The
+ * settings that name the endpoint (host, port, pubsub, token) are readable by
+ * superusers only.  trace_id and traceparent are per-session (SET LOCAL) so
+ * a writer can tag its transaction.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+#include "utils/guc.h"
+
+#include "settings.h"
+
+bool		te_enabled = true;
+bool		te_dapr_enabled = true;
+char	   *te_host = NULL;
+int			te_port = 3500;
+char	   *te_pubsub = NULL;
+char	   *te_topic_task_events = NULL;
+char	   *te_topic_task_updates = NULL;
+char	   *te_topic_reminders = NULL;
+char	   *te_source = NULL;
+int			te_timeout_ms = 2000;
+int			te_concurrency = 16;
+int			te_batch_size = 1000;
+int			te_backoff_min_ms = 500;
+int			te_backoff_max_ms = 60000;
+int			te_max_attempts = 20;
+int			te_max_age_s = 86400;
+int			te_retention_s = 0;
+int			te_poll_interval_ms = 1000;
+int			te_max_body_kb = 4096;
+int			te_max_databases = 32;
+char	   *te_trace_id = NULL;
+char	   *te_traceparent = NULL;
+
+static char *te_api_token_setting = NULL;
+
+/* A W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero. */
+static bool
+check_traceparent(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+	static const int field_len[] = {2, 32, 16, 2};
+	int			pos = 0;
+
+	if (s == NULL || s[0] == '\0')
+		return true;
+	for (int f = 0; f < 4; f++)
+	{
+		bool		all_zero = true;
+
+		for (int i = 0; i < field_len[f]; i++, pos++)
+		{
+			char		c = s[pos];
+
+			if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+				goto bad;
+			if (c != '0')
+				all_zero = false;
+		}
+		if ((f == 1 || f == 2) && all_zero)
+			goto bad;
+		if (f < 3 && s[pos++] != '-')
+			goto bad;
+	}
+	if (s[pos] == '\0' && strncmp(s, "ff", 2) != 0)
+		return true;
+bad:
+	GUC_check_errdetail("taskevents.traceparent must be a W3C trace context: 00-<32 hex digits>-<16 hex digits>-<2 hex digits>, lower case.");
+	return false;
+}
+
+/* A non-empty string without spaces or slashes: used in URL paths. */
+static bool
+check_path_segment(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+
+	if (s == NULL || s[0] == '\0' || strcspn(s, "/?# %\t\r\n") != strlen(s))
+	{
+		GUC_check_errdetail("The value must be non-empty and may not contain '/', '?', '#', '%%' or white space.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The Dapr port: DAPR_HTTP_PORT, which the Dapr injector sets for every
+ * container of the pod, else Dapr's default 3500.
+ */
+static int
+default_port(void)
+{
+	const char *env = getenv("DAPR_HTTP_PORT");
+
+	if (env != NULL)
+	{
+		char	   *end;
+		long		v = strtol(env, &end, 10);
+
+		if (*env != '\0' && *end == '\0' && v > 0 && v < 65536)
+			return (int) v;
+	}
+	return 3500;
+}
+
+/* The API token: the superuser-only setting, else DAPR_API_TOKEN. */
+const char *
+te_api_token(void)
+{
+	if (te_api_token_setting != NULL && te_api_token_setting[0] != '\0')
+		return te_api_token_setting;
+	return getenv("DAPR_API_TOKEN");
+}
+
+/* Define every parameter; called once from _PG_init. */
+void
+te_settings_init(void)
+{
+	DefineCustomStringVariable("taskevents.trace_id",
+							   "Correlation id (CloudEvent traceid) for the events of this transaction.",
+							   "Set it once per request with SET LOCAL; when empty, each transaction gets a fresh UUID.",
+							   &te_trace_id, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("taskevents.traceparent",
+							   "W3C trace context to attach (CloudEvent traceparent) to the events of this transaction.",
+							   NULL, &te_traceparent, "", PGC_USERSET, 0,
+							   check_traceparent, NULL, NULL);
+
+	DefineCustomBoolVariable("taskevents.enabled",
+							 "Delivers queued events when on; when off the worker idles and events wait.",
+							 NULL, &te_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("taskevents.dapr_enabled",
+							 "Publishes through Dapr when on; when off events are logged at DEBUG1 and marked done.",
+							 NULL, &te_dapr_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("taskevents.host",
+							   "Host of the Dapr sidecar's HTTP API.",
+							   NULL, &te_host, "127.0.0.1", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_path_segment, NULL, NULL);
+	DefineCustomIntVariable("taskevents.port",
+							"Port of the Dapr sidecar's HTTP API (default: DAPR_HTTP_PORT, else 3500).",
+							NULL, &te_port, default_port(), 1, 65535, PGC_SIGHUP,
+							GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("taskevents.pubsub",
+							   "Name of the Dapr pub/sub component.",
+							   NULL, &te_pubsub, "pubsub-kafka", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_path_segment, NULL, NULL);
+	DefineCustomStringVariable("taskevents.api_token",
+							   "Dapr API token (dapr-api-token header); when empty, DAPR_API_TOKEN is used.",
+							   NULL, &te_api_token_setting, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+	DefineCustomStringVariable("taskevents.topic_task_events",
+							   "Topic of task.* events.",
+							   NULL, &te_topic_task_events, "task-events", PGC_SIGHUP, 0,
+							   check_path_segment, NULL, NULL);
+	DefineCustomStringVariable("taskevents.topic_task_updates",
+							   "Topic of sync.task events.",
+							   NULL, &te_topic_task_updates, "task-updates", PGC_SIGHUP, 0,
+							   check_path_segment, NULL, NULL);
+	DefineCustomStringVariable("taskevents.topic_reminders",
+							   "Topic of reminder.* events.",
+							   NULL, &te_topic_reminders, "reminders", PGC_SIGHUP, 0,
+							   check_path_segment, NULL, NULL);
+	DefineCustomStringVariable("taskevents.source",
+							   "CloudEvent source attribute.",
+							   NULL, &te_source, "pakaura/api", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.timeout",
+							"Time limit of one request to the sidecar.",
+							NULL, &te_timeout_ms, 2000, 10, 600000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.concurrency",
+							"Requests in flight at once, each on its own kept-alive connection.",
+							NULL, &te_concurrency, 16, 1, 1024, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.batch_size",
+							"Changes claimed from the outbox per round.",
+							NULL, &te_batch_size, 1000, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.backoff_min",
+							"First retry delay; it doubles (with jitter) on each failure.",
+							NULL, &te_backoff_min_ms, 500, 1, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.backoff_max",
+							"Ceiling of the retry delay.",
+							NULL, &te_backoff_max_ms, 60000, 1, 86400000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.max_attempts",
+							"Failed attempts after which an event moves to the dead letters (0: no limit).",
+							NULL, &te_max_attempts, 20, 0, INT_MAX, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.max_age",
+							"Age after which a failing event moves to the dead letters (0: no limit).",
+							NULL, &te_max_age_s, 86400, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.retention",
+							"How long delivered changes are kept in taskevents.delivered (0: deleted at once).",
+							NULL, &te_retention_s, 0, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.poll_interval",
+							"How often the worker looks at the outbox when no commit woke it.",
+							NULL, &te_poll_interval_ms, 1000, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.max_body_size",
+							"Largest event body sent; larger events go to the dead letters (the sidecar's --max-body-size).",
+							NULL, &te_max_body_kb, 4096, 1, 1024 * 1024, PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("taskevents.max_databases",
+							"Databases that can run a delivery worker at once.",
+							NULL, &te_max_databases, 32, 1, 1024, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("taskevents");
+}
