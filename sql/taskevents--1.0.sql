@@ -2,8 +2,10 @@
 -- as CloudEvents through a Dapr sidecar.
 \echo Use "CREATE EXTENSION taskevents" to load this file. \quit
 
--- The schema "taskevents" comes from the control file.  Application roles get
--- no privilege on it: they write tasks, the capture trigger writes the outbox.
+-- Everything lives in the schema taskevents, a member of the extension (so
+-- DROP EXTENSION removes it).  Application roles get no privilege on it: they
+-- write tasks, the capture trigger writes the outbox.
+CREATE SCHEMA taskevents;
 REVOKE ALL ON SCHEMA taskevents FROM PUBLIC;
 
 -- Orders changes: per task, the order of this sequence is commit order (two
@@ -99,7 +101,7 @@ BEGIN
     END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = tbl) <> 'r' THEN
         RAISE EXCEPTION 'taskevents.attach: % is not a plain table', tbl
-            USING HINT = 'Attach each partition of a partitioned table.';
+            USING HINT = 'Attach a table; for a partitioned table, attach each partition.';
     END IF;
     FOR col IN SELECT * FROM (VALUES ('id', id), ('user_id', user_id), ('title', title),
                                      ('completed', completed)) AS m(role, name)
@@ -149,9 +151,14 @@ $$;
 -- Stop capturing a table's changes (queued events are still delivered).
 CREATE FUNCTION taskevents.detach(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    tg name;
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS taskevents_capture ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS taskevents_capture_truncate ON %s', tbl);
+    FOR tg IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl
+                 AND tgname IN ('taskevents_capture', 'taskevents_capture_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, tbl);
+    END LOOP;
 END
 $$;
 

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "settings.h"
@@ -208,10 +209,12 @@ te_settings_init(void)
 							"Largest event body sent; larger events go to the dead letters (the sidecar's --max-body-size).",
 							NULL, &te_max_body_kb, 4096, 1, 1024 * 1024, PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("taskevents.max_databases",
-							"Databases that can run a delivery worker at once.",
-							NULL, &te_max_databases, 32, 1, 1024, PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/* A postmaster setting can only be defined while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("taskevents.max_databases",
+								"Databases that can run a delivery worker at once.",
+								NULL, &te_max_databases, 32, 1, 1024, PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("taskevents");
 }

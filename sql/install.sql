@@ -1,0 +1,46 @@
+-- Installing without shared_preload_libraries: capture works, a WARNING says
+-- nothing is delivered, and without a tasks table a NOTICE says how to attach.
+CREATE EXTENSION taskevents;
+SELECT worker_state FROM taskevents.status;
+DROP EXTENSION taskevents;
+
+-- With a tasks table, CREATE EXTENSION attaches to it.
+CREATE TABLE tasks (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    title text NOT NULL,
+    completed boolean NOT NULL DEFAULT false,
+    due_date timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE EXTENSION taskevents;
+SELECT * FROM taskevents.attachments;
+SELECT tgname, tgtype FROM pg_trigger WHERE tgrelid = 'tasks'::regclass ORDER BY tgname;
+
+-- DROP EXTENSION removes the triggers (no CASCADE needed), tables and functions.
+DROP EXTENSION taskevents;
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'tasks'::regclass;
+SELECT count(*) AS schema_left FROM pg_namespace WHERE nspname = 'taskevents';
+INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'no capture');
+DELETE FROM tasks;
+
+-- Several tables named tasks: no guess, a NOTICE.
+CREATE SCHEMA other;
+CREATE TABLE other.tasks (LIKE tasks);
+CREATE EXTENSION taskevents;
+SELECT count(*) FROM taskevents.attachments;
+DROP EXTENSION taskevents;
+DROP SCHEMA other CASCADE;
+
+-- A tasks table of another shape: the extension installs, attach is explained.
+ALTER TABLE tasks RENAME COLUMN title TO name;
+CREATE EXTENSION taskevents;
+SELECT count(*) FROM taskevents.attachments;
+SELECT taskevents.attach('tasks', title => 'name');
+SELECT "table", title FROM taskevents.attachments;
+DROP EXTENSION taskevents;
+ALTER TABLE tasks RENAME COLUMN name TO title;
+
+-- Left installed for the tests that follow.
+CREATE EXTENSION taskevents;

@@ -1,0 +1,41 @@
+-- An application role with rights on tasks only: its writes are captured, but
+-- it can neither read nor write the outbox, the dead letters or the settings
+-- that name the endpoint.
+SET client_min_messages = warning;
+DELETE FROM taskevents.outbox;
+CREATE ROLE app_writer LOGIN;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tasks TO app_writer;
+SET ROLE app_writer;
+INSERT INTO tasks (id, user_id, title) VALUES ('00000000-0000-4000-8000-00000000b001', gen_random_uuid(), 'by the app');
+UPDATE tasks SET completed = true;
+DELETE FROM tasks;
+SELECT count(*) FROM taskevents.outbox;
+INSERT INTO taskevents.outbox (seq, event_id, events, changed_at, task_id, trace_id)
+    VALUES (1, gen_random_uuid(), 1, now(), 'x', 'y');
+DELETE FROM taskevents.outbox;
+SELECT * FROM taskevents.dead_letters;
+SELECT * FROM taskevents.status;
+SELECT taskevents.resend();
+SELECT taskevents.attach('tasks');
+SELECT taskevents.preview(1);
+SHOW taskevents.host;
+SHOW taskevents.port;
+SHOW taskevents.api_token;
+SELECT count(*) AS visible_endpoint_settings FROM pg_settings
+ WHERE name IN ('taskevents.host', 'taskevents.port', 'taskevents.pubsub', 'taskevents.api_token');
+SET taskevents.host = 'evil.example';
+-- the correlation id is the writer's to set
+SET taskevents.trace_id = 'from-the-app';
+RESET ROLE;
+SELECT count(*) AS captured FROM taskevents.outbox;
+
+-- pg_monitor members see the status, not the endpoint
+CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
+SET ROLE monitor;
+SELECT database, queue_depth FROM taskevents.status;
+SELECT count(*) FROM taskevents.dead_letters;
+RESET ROLE;
+DELETE FROM taskevents.outbox;
+DROP ROLE monitor;
+REVOKE ALL ON tasks FROM app_writer;
+DROP ROLE app_writer;

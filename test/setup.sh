@@ -1,0 +1,45 @@
+# Sourced by the README's two commands (test/demo.sh, test/run-tests.sh):
+# installs what a fresh Debian 12 machine lacks, and builds and installs
+# taskevents from a copy of the tree that an unprivileged user can run.
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev uuid-dev
+          libipc-run-perl make gcc libc6-dev curl python3 python3-yaml)
+
+# Run a command as root (we may already be root).
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install the Debian packages that are missing.
+ensure_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    export PATH="/usr/lib/postgresql/15/bin:$PATH"
+}
+
+# The unprivileged user that runs the servers (PostgreSQL refuses root).
+RUN_AS=$( [ "$(id -u)" = 0 ] && echo postgres || id -un )
+as_user() {
+    if [ "$(id -u)" = 0 ]; then runuser -u "$RUN_AS" -- env PATH="$PATH" "$@"; else "$@"; fi
+}
+
+# Copy the tree to a scratch directory owned by $RUN_AS, build and install it.
+build_and_install() {
+    WORK=$(mktemp -d /tmp/taskevents.XXXXXX)
+    tar -C "$TOP" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
+    echo "== building in $WORK"
+    make -s -C "$WORK" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
+    as_root make -s -C "$WORK" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null
+    make -s -C "$WORK/test/sidecar" >/dev/null
+    [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" "$WORK"
+    return 0
+}
