@@ -20,9 +20,9 @@ SELECT taskevents.attach('tasks');
 SELECT taskevents.preview(1);
 SHOW taskevents.host;
 SHOW taskevents.port;
-SHOW taskevents.api_token;
+SHOW taskevents.api_token_file;
 SELECT count(*) AS visible_endpoint_settings FROM pg_settings
- WHERE name IN ('taskevents.host', 'taskevents.port', 'taskevents.pubsub', 'taskevents.api_token');
+ WHERE name IN ('taskevents.host', 'taskevents.port', 'taskevents.pubsub', 'taskevents.api_token_file');
 SET taskevents.host = 'evil.example';
 -- the correlation id is the writer's to set
 SET taskevents.trace_id = 'from-the-app';

@@ -43,7 +43,7 @@ te_dapr_configure(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	StringInfoData s;
-	const char *token = te_api_token();
+	char	   *token = te_api_token();
 
 	if (dp_multi == NULL)
 	{
@@ -72,7 +72,13 @@ te_dapr_configure(void)
 		initStringInfo(&s);
 		appendStringInfo(&s, "dapr-api-token: %s", token);
 		dp_headers = curl_slist_append(dp_headers, s.data);
+		explicit_bzero(s.data, s.len);
 		pfree(s.data);
+	}
+	if (token != NULL)
+	{
+		explicit_bzero(token, strlen(token));
+		pfree(token);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -157,17 +163,23 @@ te_dapr_start(TeRequest *req)
 	dp_live[dp_in_flight++] = h;
 }
 
-/* Find daprd's "errorCode" in an error body; "" when there is none. */
+/*
+ * The string value of a top-level key of daprd's error JSON, such as
+ * "errorCode" or "message"; "" when absent.  Escapes are kept as they are.
+ */
 static void
-dp_error_code(const char *body, char *code, size_t codelen)
+dp_json_string(const char *body, const char *key, char *out, size_t outlen)
 {
-	const char *p = strstr(body, "\"errorCode\"");
+	char		pattern[64];
+	const char *p;
 	size_t		n = 0;
 
-	code[0] = '\0';
+	out[0] = '\0';
+	snprintf(pattern, sizeof(pattern), "\"%s\"", key);
+	p = strstr(body, pattern);
 	if (p == NULL)
 		return;
-	p += strlen("\"errorCode\"");
+	p += strlen(pattern);
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
 	if (*p++ != ':')
@@ -176,9 +188,14 @@ dp_error_code(const char *body, char *code, size_t codelen)
 		p++;
 	if (*p++ != '"')
 		return;
-	while (*p && *p != '"' && n + 1 < codelen)
-		code[n++] = *p++;
-	code[n] = '\0';
+	while (*p && *p != '"' && n + 1 < outlen)
+	{
+		if (*p == '\\' && p[1] != '\0')
+			out[n++] = *p++;
+		if (n + 1 < outlen)
+			out[n++] = *p++;
+	}
+	out[n] = '\0';
 }
 
 /*
@@ -190,6 +207,7 @@ TeOutcome
 te_dapr_classify(long status, const char *body, char *error)
 {
 	char		code[64];
+	char		message[TE_DAPR_ERROR_LEN];
 	TeOutcome	outcome;
 
 	if (status >= 200 && status < 300)
@@ -197,10 +215,14 @@ te_dapr_classify(long status, const char *body, char *error)
 		error[0] = '\0';
 		return TE_OUTCOME_OK;
 	}
-	dp_error_code(body, code, sizeof(code));
+	dp_json_string(body, "errorCode", code, sizeof(code));
+	dp_json_string(body, "message", message, sizeof(message));
 	if ((status == 400 || status == 404) && strcmp(code, "ERR_PUBSUB_NOT_FOUND") == 0)
 		outcome = TE_OUTCOME_RETRY;
 	else if (status >= 500 && strcmp(code, "ERR_PUBSUB_CLOUD_EVENTS_SER") == 0)
+		outcome = TE_OUTCOME_PERMANENT;
+	/* daprd's body limit reads as a publish error ending "stream too large" */
+	else if (strstr(message, "stream too large") != NULL)
 		outcome = TE_OUTCOME_PERMANENT;
 	else if (status >= 500 || status == 408 || status == 429)
 		outcome = TE_OUTCOME_RETRY;
@@ -208,13 +230,7 @@ te_dapr_classify(long status, const char *body, char *error)
 		outcome = TE_OUTCOME_PERMANENT;
 
 	if (code[0] != '\0')
-	{
-		/* daprd's message follows its code; keep both on one line */
-		const char *msg = strstr(body, "\"message\"");
-
-		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld %s%s%.180s", status, code,
-				 msg ? ": " : "", msg ? msg : "");
-	}
+		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld %s: %s", status, code, message);
 	else
 		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld: %.200s", status, body);
 	for (char *c = error; *c; c++)
@@ -247,7 +263,13 @@ dp_finish(CURL *h, CURLcode result)
 
 	if (result != CURLE_OK)
 	{
-		req->transport = true;
+		/* refused, reset, timed out: the sidecar is away, not the event at fault */
+		req->transport = (result == CURLE_COULDNT_CONNECT ||
+						  result == CURLE_COULDNT_RESOLVE_HOST ||
+						  result == CURLE_OPERATION_TIMEDOUT ||
+						  result == CURLE_SEND_ERROR ||
+						  result == CURLE_RECV_ERROR ||
+						  result == CURLE_GOT_NOTHING);
 		req->outcome = TE_OUTCOME_RETRY;
 		snprintf(req->error, sizeof(req->error), "%s (%s)",
 				 curl_easy_strerror(result), dp_base);

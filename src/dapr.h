@@ -30,8 +30,8 @@ typedef struct TeRequest
 
 	/* output */
 	TeOutcome	outcome;
-	bool		transport;		/* no HTTP answer: refused, reset, timed out */
-	long		status;			/* HTTP status, 0 without an answer */
+	bool		transport;		/* refused, reset or timed out: the sidecar is away */
+	long		status;			/* HTTP status, 0 without an HTTP answer */
 	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK */
 
 	/* private */

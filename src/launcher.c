@@ -49,7 +49,7 @@ PGDLLEXPORT void taskevents_launcher_main(Datum arg);
 /* How often the launcher checks on its workers. */
 #define LN_TICK_MS		1000
 /* How long a database operation keeps the worker away. */
-#define LN_HOLD_S		10
+#define LN_HOLD_S		2
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
@@ -310,7 +310,7 @@ ln_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 
 	/* A new database may come with the extension from its template. */
 	if (IsA(stmt, CreatedbStmt))
-		te_shared_wake_launcher(true);
+		te_shared_wake_launcher_at_commit();
 }
 
 /* Register the launcher and the hook; called from _PG_init while preloading. */

@@ -4,8 +4,8 @@
  *
  * Delivery settings are PGC_SIGHUP: the worker and the preview function see
  * the same values, and a writer cannot change where its events go.  The
- * settings that name the endpoint (host, port, pubsub, token) are readable by
- * superusers only.  trace_id and traceparent are per-session (SET LOCAL) so
+ * settings that name the endpoint (host, port, pubsub, token file) are
+ * readable by superusers only (and pg_read_all_settings).  trace_id and traceparent are per-session (SET LOCAL) so
  * a writer can tag its transaction.
  *-------------------------------------------------------------------------
  */
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "utils/guc.h"
 
 #include "settings.h"
@@ -42,7 +43,7 @@ int			te_max_databases = 32;
 char	   *te_trace_id = NULL;
 char	   *te_traceparent = NULL;
 
-static char *te_api_token_setting = NULL;
+static char *te_api_token_file = NULL;
 
 /* A W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero. */
 static bool
@@ -113,13 +114,49 @@ default_port(void)
 	return 3500;
 }
 
-/* The API token: the superuser-only setting, else DAPR_API_TOKEN. */
-const char *
+/*
+ * The Dapr API token, palloc'd, or NULL: the contents of the file named by
+ * taskevents.api_token_file (a mounted Secret), else DAPR_API_TOKEN (what
+ * the Dapr injector's secret gives a container).  The token itself is never
+ * a setting: PostgreSQL logs a setting's new value on reload.
+ */
+char *
 te_api_token(void)
 {
-	if (te_api_token_setting != NULL && te_api_token_setting[0] != '\0')
-		return te_api_token_setting;
-	return getenv("DAPR_API_TOKEN");
+	const char *env = getenv("DAPR_API_TOKEN");
+	char		buf[4096];
+	size_t		len;
+	FILE	   *f;
+
+	if (te_api_token_file == NULL || te_api_token_file[0] == '\0')
+		return (env != NULL && env[0] != '\0') ? pstrdup(env) : NULL;
+
+	f = AllocateFile(te_api_token_file, "r");
+	if (f == NULL)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("taskevents: could not read taskevents.api_token_file \"%s\": %m",
+						te_api_token_file)));
+		return NULL;
+	}
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+					   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	buf[len] = '\0';
+	for (size_t i = 0; i < len; i++)
+	{
+		if ((unsigned char) buf[i] < 0x20 || buf[i] == 0x7f)
+		{
+			ereport(WARNING,
+					(errmsg("taskevents: taskevents.api_token_file \"%s\" holds a control character; no token is sent",
+							te_api_token_file)));
+			return NULL;
+		}
+	}
+	return len > 0 ? pstrdup(buf) : NULL;
 }
 
 /* Define every parameter; called once from _PG_init. */
@@ -153,10 +190,10 @@ te_settings_init(void)
 							   "Name of the Dapr pub/sub component.",
 							   NULL, &te_pubsub, "pubsub-kafka", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_path_segment, NULL, NULL);
-	DefineCustomStringVariable("taskevents.api_token",
-							   "Dapr API token (dapr-api-token header); when empty, DAPR_API_TOKEN is used.",
-							   NULL, &te_api_token_setting, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+	DefineCustomStringVariable("taskevents.api_token_file",
+							   "File holding the Dapr API token (dapr-api-token header); when empty, DAPR_API_TOKEN is used.",
+							   NULL, &te_api_token_file, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("taskevents.topic_task_events",
 							   "Topic of task.* events.",
 							   NULL, &te_topic_task_events, "task-events", PGC_SIGHUP, 0,

@@ -30,6 +30,6 @@ extern char *te_trace_id;
 extern char *te_traceparent;
 
 extern void te_settings_init(void);
-extern const char *te_api_token(void);
+extern char *te_api_token(void);
 
 #endif							/* TASKEVENTS_SETTINGS_H */

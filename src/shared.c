@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -117,6 +118,34 @@ te_shared_wake_launcher(bool reprobe)
 	LWLockRelease(te_shared->lock);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+static bool sh_launcher_wake_pending = false;
+
+static void
+sh_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && sh_launcher_wake_pending)
+		te_shared_wake_launcher(true);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		sh_launcher_wake_pending = false;
+}
+
+/*
+ * Wake the launcher to look at every database once the current transaction
+ * commits (CREATE EXTENSION, CREATE DATABASE): before, it would not see them.
+ */
+void
+te_shared_wake_launcher_at_commit(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(sh_xact_callback, NULL);
+		registered = true;
+	}
+	sh_launcher_wake_pending = true;
 }
 
 /*

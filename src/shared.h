@@ -55,6 +55,7 @@ extern TeShared *te_shared;
 extern void te_shared_request(void);
 extern void te_shared_wake_worker(Oid dboid);
 extern void te_shared_wake_launcher(bool reprobe);
+extern void te_shared_wake_launcher_at_commit(void);
 extern TeDbSlot *te_shared_slot(Oid dboid);
 extern void te_shared_hold_worker(Oid dboid, int seconds);
 

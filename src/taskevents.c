@@ -40,8 +40,6 @@ PG_FUNCTION_INFO_V1(taskevents_start_delivery);
 PG_FUNCTION_INFO_V1(taskevents_own_trigger);
 PG_FUNCTION_INFO_V1(taskevents_cloudevents);
 
-static bool te_launcher_wake_pending = false;
-
 void		_PG_init(void);
 
 /* Define settings and hooks; with preload, also shared memory and the launcher. */
@@ -122,27 +120,11 @@ taskevents_workers(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-static void
-te_launcher_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT && te_launcher_wake_pending)
-		te_shared_wake_launcher(true);
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-		te_launcher_wake_pending = false;
-}
-
 /* Start delivery in this database when the current transaction commits. */
 Datum
 taskevents_start_delivery(PG_FUNCTION_ARGS)
 {
-	static bool registered = false;
-
-	if (!registered)
-	{
-		RegisterXactCallback(te_launcher_xact_callback, NULL);
-		registered = true;
-	}
-	te_launcher_wake_pending = true;
+	te_shared_wake_launcher_at_commit();
 	PG_RETURN_VOID();
 }
 

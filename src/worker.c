@@ -15,10 +15,10 @@
  *	   the outbox, failures get a backoff in taskevents.retry, events that
  *	   cannot be delivered go to taskevents.dead_letter.
  *
- * When every request of a round fails for want of a sidecar and the
- * readiness probe fails too, the sidecar is away: the round's failures are
- * forgotten (no attempt is charged), the worker pauses and probes every
- * second, and resumes as soon as the probe succeeds.
+ * When every request of a round fails without an answer (refused, reset,
+ * timed out), the sidecar is away: the round's failures are forgotten (no
+ * attempt is charged), the worker pauses, probes readiness every second and
+ * resumes as soon as the probe succeeds.
  *
  * No ERROR escapes the loop: a round runs inside PG_TRY, and the catch
  * reports, aborts the transaction, drops transfers and resets the memory.
@@ -82,7 +82,7 @@ typedef struct WkEvent
 	const char *task_id;
 	char	   *body;			/* server encoding: what dead letters keep */
 	TeRequest	req;			/* body in UTF-8 */
-	int			attempts;		/* of a dead letter */
+	int			attempts;		/* attempts made, for its dead letter */
 	struct WkEvent *next;		/* next event of the same task */
 } WkEvent;
 
@@ -113,14 +113,17 @@ typedef struct WkRound
 
 static MemoryContext wk_cxt;
 static TeDbSlot *wk_slot;
-static bool wk_paused = false;
-static TimestampTz wk_paused_since;
+static bool wk_paused = false;	/* waiting for the readiness probe */
+static bool wk_outage = false;	/* from the first pause to the first answer */
+static TimestampTz wk_outage_since;
+static TimestampTz wk_outage_logged;
 static TimestampTz wk_last_probe;
 static TimestampTz wk_last_purge;
 
 /* Outcome log lines: at most WK_LOG_BURST per window, then one summary. */
 #define WK_LOG_WINDOW_MS	10000
 #define WK_LOG_BURST		20
+#define WK_OUTAGE_SUMMARY_MS 60000
 static TimestampTz wk_log_window;
 static int	wk_log_lines;
 static int	wk_log_suppressed;
@@ -583,6 +586,7 @@ wk_finished(WkRound *r, WkEvent *e)
 			wk_settled(r, e);
 			break;
 		case TE_OUTCOME_PERMANENT:
+			e->attempts = e->row->attempts + 1;
 			r->dead = lappend(r->dead, e);
 			wk_settled(r, e);
 			break;
@@ -673,7 +677,7 @@ wk_apply_failures(WkRound *r)
 	{
 		WkEvent    *e = lfirst(lc);
 		WkRow	   *row = e->row;
-		int			attempt = ++row->attempts;
+		int			attempt = e->attempts = ++row->attempts;
 
 		row->dirty = true;
 		row->last_status = e->req.status;
@@ -684,7 +688,6 @@ wk_apply_failures(WkRound *r)
 		{
 			r->dead = lappend(r->dead, e);
 			wk_settled(r, e);
-			row->attempts = attempt;
 			row->next_attempt_at = now;
 			continue;
 		}
@@ -779,13 +782,13 @@ wk_record(WkRound *r)
 		a[3][n] = CStringGetTextDatum(e->topic);
 		a[4][n] = CStringGetTextDatum(e->task_id);
 		a[5][n] = CStringGetTextDatum(e->body);
-		a[6][n] = Int32GetDatum(Max(e->row->attempts, 1));
+		a[6][n] = Int32GetDatum(e->attempts);
 		a[7][n] = Int32GetDatum((int32) e->req.status);
 		a[8][n] = CStringGetTextDatum(e->req.error);
 		a[9][n] = TimestampTzGetDatum(e->row->c.changed_at);
 		n++;
 		r->ndead++;
-		wk_log_outcome(WARNING, "dead_letter", e, Max(e->row->attempts, 1));
+		wk_log_outcome(WARNING, "dead_letter", e, e->attempts);
 	}
 	if (n > 0)
 	{
@@ -829,32 +832,62 @@ wk_record(WkRound *r)
 	wk_commit();
 }
 
-/* Enter the paused state: the sidecar is away. */
+/*
+ * The sidecar is away: pause.  Only the first pause of an outage is logged;
+ * while it lasts (a sidecar may answer its probe and still refuse to
+ * publish) a summary follows every minute.
+ */
 static void
 wk_pause(const char *error)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	wk_paused = true;
-	wk_paused_since = GetCurrentTimestamp();
 	wk_set_state(TE_WORKER_PAUSED, false);
 	wk_set_error(error);
-	ereport(LOG,
-			(errmsg("taskevents: the Dapr sidecar at %s is unreachable (%s); delivery paused, probing every second",
-					te_dapr_endpoint(), error)));
+	if (!wk_outage)
+	{
+		wk_outage = true;
+		wk_outage_since = wk_outage_logged = now;
+		ereport(LOG,
+				(errmsg("taskevents: the Dapr sidecar at %s is unreachable (%s); delivery paused, probing every second",
+						te_dapr_endpoint(), error)));
+	}
+	else if (TimestampDifferenceExceeds(wk_outage_logged, now, WK_OUTAGE_SUMMARY_MS))
+	{
+		long		secs;
+		int			usecs;
+
+		wk_outage_logged = now;
+		TimestampDifference(wk_outage_since, now, &secs, &usecs);
+		ereport(LOG,
+				(errmsg("taskevents: the Dapr sidecar at %s is still unreachable after %ld s (%s); delivery paused",
+						te_dapr_endpoint(), secs, error)));
+	}
 }
 
-/* While paused: probe, and resume when the sidecar answers. */
-static bool
-wk_try_resume(void)
+/* A round got answers again (or had nothing to send): the outage is over. */
+static void
+wk_outage_over(void)
 {
 	long		secs;
 	int			usecs;
 
-	if (!wk_probe())
-		return false;
-	TimestampDifference(wk_paused_since, GetCurrentTimestamp(), &secs, &usecs);
+	if (!wk_outage)
+		return;
+	wk_outage = false;
+	TimestampDifference(wk_outage_since, GetCurrentTimestamp(), &secs, &usecs);
 	ereport(LOG,
 			(errmsg("taskevents: the Dapr sidecar at %s is back after %ld s; delivery resumed",
 					te_dapr_endpoint(), secs)));
+}
+
+/* While paused: probe readiness, and resume when the sidecar answers it. */
+static bool
+wk_try_resume(void)
+{
+	if (!wk_probe())
+		return false;
 	wk_paused = false;
 	wk_set_state(TE_WORKER_DELIVERING, true);
 
@@ -877,28 +910,30 @@ wk_round(long *sleep_ms)
 
 	nrows = wk_claim(&r, sleep_ms);
 	if (r.ready_tail == 0 && nrows == 0)
+	{
+		wk_outage_over();
 		return false;
+	}
 
 	/* Nothing is sent before its commit is durable. */
 	XLogFlush(GetXLogInsertRecPtr());
 
 	wk_pump(&r);
 
-	if (r.sent > 0 && r.answered == 0 && te_dapr_enabled && r.failed != NIL)
+	/*
+	 * Every request failed without an answer (refused, reset, timed out):
+	 * the sidecar is away, which is no event's fault.  Nothing is recorded,
+	 * so no attempt is charged.
+	 */
+	if (r.answered == 0 && r.failed != NIL && te_dapr_enabled)
 	{
-		WkEvent    *first = linitial(r.failed);
-
-		if (((WkEvent *) first)->req.transport && !wk_probe())
-		{
-			/* the sidecar is away: nobody's fault, no attempt is charged */
-			wk_pause(first->req.error);
-			r.failed = NIL;
-			r.published = 0;
-			MemoryContextSwitchTo(TopMemoryContext);
-			MemoryContextReset(wk_cxt);
-			return false;
-		}
+		wk_pause(((WkEvent *) linitial(r.failed))->req.error);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(wk_cxt);
+		return false;
 	}
+	if (r.answered > 0)
+		wk_outage_over();
 	wk_apply_failures(&r);
 	wk_record(&r);
 

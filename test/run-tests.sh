@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Every test: pg_regress (SQL-visible behaviour) and the TAP tests (worker,
-# faults, restarts, crashes), each on throw-away servers run by an
-# unprivileged user.  Installs what is missing on a fresh Debian 12 machine.
+# Every test: the fake sidecar's self-test, the deployment files' checks,
+# pg_regress (SQL-visible behaviour) and the TAP tests (worker, faults,
+# restarts, crashes), the servers run by an unprivileged user.  Installs
+# what is missing on a fresh Debian 12 machine.
 source "$(dirname "$0")/setup.sh"
 
 ensure_packages
 build_and_install
 cd "$WORK"
-set +e
-as_user make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config installcheck PROVE_FLAGS="--timer ${PROVE_FLAGS:-}"
-rc=$?
-set -e
-if [ $rc -ne 0 ]; then
-    for f in results/*.diffs regression.diffs; do [ -f "$f" ] && cat "$f"; done
+failed=()
+
+echo "== test/sidecar: the Dapr-compatible test sidecar"
+as_user make -s -C test/sidecar check || failed+=(sidecar)
+
+echo "== docker/validate.sh: deployment files"
+as_user bash docker/validate.sh || failed+=(docker)
+
+echo "== pg_regress and TAP"
+if ! as_user make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config installcheck; then
+    failed+=(installcheck)
+    for f in regression.diffs; do [ -f "$f" ] && cat "$f"; done
     for f in tmp_check/log/regress_log_*; do
-        [ -f "$f" ] && { echo "== $f (last 60 lines)"; tail -n 60 "$f"; }
+        grep -q "not ok" "$f" 2>/dev/null && { echo "== $f (last 80 lines)"; tail -n 80 "$f"; }
     done
 fi
-exit $rc
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all test suites passed"

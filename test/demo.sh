@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The demo: a throw-away PostgreSQL with taskevents preloaded, the bundled
+# Dapr-compatible sidecar, and a scripted task lifecycle; prints the
+# CloudEvents the sidecar received.  Installs what is missing on Debian 12.
+source "$(dirname "$0")/setup.sh"
+
+ensure_packages
+build_and_install
+DEMO="$WORK/demo"
+PGPORT=54329
+as_user mkdir -p "$DEMO"
+
+cleanup() {
+    as_user pg_ctl -D "$DEMO/data" -m immediate stop >/dev/null 2>&1 || true
+    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+echo "== starting the sidecar (test/sidecar/fakedapr, answers as daprd does)"
+as_user "$WORK/test/sidecar/fakedapr" --port 0 --control-port 0 --record "$DEMO/received.jsonl" \
+    > "$DEMO/sidecar.out" 2>&1 &
+SIDECAR_PID=$!
+for _ in $(seq 50); do grep -q '^port=' "$DEMO/sidecar.out" && break; sleep 0.1; done
+DAPR_PORT=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$DEMO/sidecar.out")
+
+echo "== starting PostgreSQL 15 with shared_preload_libraries = 'taskevents'"
+as_user initdb -D "$DEMO/data" -A trust >/dev/null
+cat >> "$DEMO/data/postgresql.conf" <<CONF
+include '$WORK/docker/postgresql.taskevents.conf'
+port = $PGPORT
+listen_addresses = ''
+unix_socket_directories = '$DEMO'
+taskevents.port = $DAPR_PORT
+CONF
+as_user pg_ctl -D "$DEMO/data" -l "$DEMO/postgresql.log" -w start >/dev/null
+PSQL=(psql -X -q -h "$DEMO" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1)
+
+echo "== a task lifecycle, written by plain SQL"
+as_user "${PSQL[@]}" -e <<'SQL'
+CREATE TABLE tasks (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id uuid NOT NULL,
+    title text NOT NULL,
+    completed boolean NOT NULL DEFAULT false,
+    due_date timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE EXTENSION taskevents;
+BEGIN;
+SET LOCAL taskevents.trace_id = 'req-7f3a';
+INSERT INTO tasks (id, user_id, title, due_date)
+VALUES ('0b5c1a52-6a3e-4c1e-9a57-3f1c2d4e5f60', '7d4e2f10-1b2c-4d3e-8f4a-5b6c7d8e9f01',
+        'Buy milk "2%"', '2026-12-01 09:00Z');
+COMMIT;
+UPDATE tasks SET title = 'Buy oat milk' WHERE id = '0b5c1a52-6a3e-4c1e-9a57-3f1c2d4e5f60';
+UPDATE tasks SET completed = true WHERE id = '0b5c1a52-6a3e-4c1e-9a57-3f1c2d4e5f60';
+DELETE FROM tasks WHERE id = '0b5c1a52-6a3e-4c1e-9a57-3f1c2d4e5f60';
+SQL
+
+for _ in $(seq 100); do
+    [ "$(as_user "${PSQL[@]}" -At -c 'SELECT count(*) FROM taskevents.outbox')" = 0 ] && break
+    sleep 0.1
+done
+
+echo "== what the sidecar received"
+python3 - "$DEMO/received.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(f"POST {r['path']}?{r['query']}  ->  {r['status']}")
+    print(json.dumps(r["body"], indent=2, ensure_ascii=False))
+PY
+
+echo "== SELECT * FROM taskevents.status"
+as_user "${PSQL[@]}" -x -c 'SELECT * FROM taskevents.status'

@@ -1,0 +1,86 @@
+# A sidecar that is away is nobody's fault: the worker pauses, probes
+# readiness, resumes within seconds of its return without charging attempts,
+# and writers never notice.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use TaskEventsTest;
+
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+
+# Absent at start: nothing listens on the port yet.
+my $node = new_node('outage', port => $port, conf => "taskevents.max_attempts = 2\n");
+$node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
+$node->safe_psql('postgres',
+	"INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'early ' || i FROM generate_series(1, 20) i");
+wait_until('worker paused', sub {
+	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ });
+is($node->safe_psql('postgres', 'SELECT sidecar_reachable FROM taskevents.status'), 'f',
+	'status: sidecar unreachable');
+sleep 3;    # longer than max_attempts x backoff: attempts must not be burned meanwhile
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0',
+	'no dead letters while the sidecar is away');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox'), '20', 'all 20 changes wait');
+
+my $dapr = start_sidecar(port => $port);
+my $back = time;
+wait_until('delivered after the sidecar came', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+my $took = time - $back;
+note sprintf('resumed and drained %.2f s after the sidecar started', $took);
+is(scalar @{ delivered_events($dapr) }, 40, 'all 40 events delivered once the sidecar is there');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'still no dead letters');
+ok($node->log_contains(qr/unreachable .* delivery paused/), 'one log line when pausing');
+ok($node->log_contains(qr/is back after \d+ s; delivery resumed/), 'one log line when resuming');
+
+# Down mid-stream (connections refused), while writers keep writing.
+$dapr->mode(mode => 'down');
+my $t0 = time;
+$node->safe_psql('postgres', q{
+	SET statement_timeout = '5s';
+	INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'during outage ' || i FROM generate_series(1, 50) i;
+	UPDATE tasks SET completed = true;
+});
+ok(1, 'writes succeed while the sidecar refuses connections');
+wait_until('paused again', sub {
+	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ });
+$dapr->mode(mode => 'ok');
+wait_until('drained after the outage', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+is(scalar @{ delivered_events($dapr) }, 40 + 100 + 140, 'every event of the outage delivered');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters');
+
+# A sidecar that hangs: requests time out, writers are not held up.
+$dapr->mode(mode => 'hang');
+my $out = $node->safe_psql('postgres', q{
+	SET statement_timeout = '2s';
+	INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'while hanging' FROM generate_series(1, 10);
+	SELECT 'written';
+});
+is($out, 'written', 'writes finish while every request hangs');
+wait_until('paused on a hanging sidecar', sub {
+	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ }, 15);
+$dapr->mode(mode => 'ok');
+wait_until('drained after the hang', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters after the hang');
+
+# Only one kind of summary during a long outage, not a line per event.
+my $log = slurp_file($node->logfile);
+my $per_event = () = $log =~ /outcome=retry/g;
+cmp_ok($per_event, '<=', 20, 'at most a burst of per-event lines during outages');
+
+# The sidecar restarting (process gone, back on the same port).
+$dapr->stop;
+$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'across restart')");
+sleep 1;
+$dapr->restart;
+wait_until('delivered after the sidecar restarted', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+
+$node->stop;
+done_testing();

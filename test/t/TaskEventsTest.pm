@@ -1,0 +1,190 @@
+# Shared helpers of the TAP tests: a PostgreSQL node with taskevents
+# preloaded, the fake Dapr sidecar (test/sidecar/fakedapr), and the task
+# table of the seed application.
+package TaskEventsTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(new_node start_sidecar wait_until delivered_events tasks_ddl);
+
+our $TOP = abs_path(dirname(__FILE__) . '/../..');
+
+# The seed application's task table.
+sub tasks_ddl
+{
+	return q{
+		CREATE TABLE tasks (
+			id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+			user_id uuid NOT NULL,
+			title text NOT NULL,
+			completed boolean NOT NULL DEFAULT false,
+			due_date timestamptz,
+			created_at timestamptz NOT NULL DEFAULT now(),
+			updated_at timestamptz NOT NULL DEFAULT now());
+	};
+}
+
+# A started node with taskevents preloaded (the settings of the Docker image,
+# docker/postgresql.taskevents.conf), pointed at the given sidecar port, with
+# short backoffs so retries happen within a test.
+sub new_node
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opt{init} // {} });
+	$node->append_conf('postgresql.conf', "include '$TOP/docker/postgresql.taskevents.conf'");
+	my $conf = "taskevents.port = " . ($opt{port} // 9) . "\n"
+	  . "taskevents.backoff_min = '50ms'\n"
+	  . "taskevents.backoff_max = '1s'\n"
+	  . "taskevents.timeout = '1s'\n"
+	  . "taskevents.poll_interval = '200ms'\n"
+	  . "log_min_messages = debug1\n"
+	  . ($opt{conf} // '');
+	$node->append_conf('postgresql.conf', $conf);
+	$node->start unless $opt{no_start};
+	return $node;
+}
+
+# Poll until the code returns true (up to $timeout seconds, default 30).
+sub wait_until
+{
+	my ($what, $code, $timeout) = @_;
+	$timeout //= 30;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		return 1 if $code->();
+		usleep(50_000);
+	}
+	fail("timed out waiting for: $what");
+	return 0;
+}
+
+sub start_sidecar
+{
+	return FakeDapr->start(@_);
+}
+
+# The CloudEvents the sidecar accepted, in arrival order, as hashes with the
+# parsed event under {event}.
+sub delivered_events
+{
+	my ($sidecar) = @_;
+	return [ grep { $_->{status} >= 200 && $_->{status} < 300 } @{ $sidecar->records } ];
+}
+
+package FakeDapr;
+
+use strict;
+use warnings;
+use JSON::PP;
+use HTTP::Tiny;
+use Time::HiRes qw(usleep);
+use PostgreSQL::Test::Utils;
+
+my $count = 0;
+
+# Start test/sidecar/fakedapr; options: port, token, pubsub, max_body.
+sub start
+{
+	my ($class, %opt) = @_;
+	my $self = bless { opt => \%opt }, $class;
+	$count++;
+	$self->{record} = "$PostgreSQL::Test::Utils::tmp_check/fakedapr_$$" . "_$count.jsonl";
+	unlink $self->{record};
+	$self->_launch($opt{port} // 0);
+	return $self;
+}
+
+sub _launch
+{
+	my ($self, $port) = @_;
+	my %opt = %{ $self->{opt} };
+	my @cmd = ("$TaskEventsTest::TOP/test/sidecar/fakedapr", '--port', $port,
+		'--control-port', 0, '--record', $self->{record});
+	push @cmd, '--token', $opt{token} if defined $opt{token};
+	push @cmd, '--pubsub', $opt{pubsub} if defined $opt{pubsub};
+	push @cmd, '--max-body', $opt{max_body} if defined $opt{max_body};
+	my ($out, $err) = ('', '');
+	$self->{out} = \$out;
+	$self->{h} = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
+	my $deadline = time + 10;
+	until ($self->{port})
+	{
+		die "fakedapr did not start: $err" if time > $deadline;
+		$self->{h}->pump_nb;
+		($self->{port}, $self->{control}) = ($1, $2) if $out =~ /port=(\d+) control=(\d+)/;
+		usleep(20_000);
+	}
+}
+
+sub port { $_[0]{port} }
+
+# Stop the process, and start it again on the same port (a sidecar restart).
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{h};
+	$self->{h}->signal('TERM');
+	$self->{h}->finish;
+	delete $self->{h};
+}
+
+sub restart
+{
+	my ($self) = @_;
+	$self->stop;
+	$self->_launch($self->{port});
+}
+
+# Set the behaviour: mode(mode => 'fail', status => 500, code => '...', count => 3).
+sub mode
+{
+	my ($self, %kv) = @_;
+	# mode= first: it resets the other keys
+	my $body = join('&', map { "$_=$kv{$_}" } sort { ($b eq 'mode') <=> ($a eq 'mode') || $a cmp $b } keys %kv);
+	my $r = HTTP::Tiny->new(timeout => 5)
+	  ->post("http://127.0.0.1:$self->{control}/mode", { content => $body });
+	die "fakedapr /mode failed: $r->{status} $r->{content}" unless $r->{success};
+}
+
+sub stats
+{
+	my ($self) = @_;
+	my $r = HTTP::Tiny->new(timeout => 5)->get("http://127.0.0.1:$self->{control}/stats");
+	die "fakedapr /stats failed: $r->{status}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
+# Every publish request received, in order: {path, query, content_type, token, status, body}.
+sub records
+{
+	my ($self) = @_;
+	my @r;
+	open(my $fh, '<', $self->{record}) or return [];
+	while (my $line = <$fh>)
+	{
+		next unless $line =~ /\n\z/;    # a line still being written
+		my $rec = decode_json($line);
+		$rec->{event} = ref $rec->{body} ? $rec->{body} : eval { decode_json($rec->{body}) };
+		push @r, $rec;
+	}
+	close $fh;
+	return \@r;
+}
+
+sub DESTROY { $_[0]->stop }
+
+1;
