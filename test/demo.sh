@@ -12,7 +12,7 @@ as_user mkdir -p "$DEMO"
 
 cleanup() {
     as_user pg_ctl -D "$DEMO/data" -m immediate stop >/dev/null 2>&1 || true
-    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+    [ -n "${SIDECAR_PID:-}" ] && stop_bg "$SIDECAR_PID"
 }
 trap cleanup EXIT
 

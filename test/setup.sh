@@ -32,6 +32,13 @@ as_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u "$RUN_AS" -- env PATH="$PATH" "$@"; else "$@"; fi
 }
 
+# Stop a background process started through as_user (runuser does not pass
+# signals on to its child, so stop the child first).
+stop_bg() {
+    pkill -TERM -P "$1" 2>/dev/null || true
+    kill "$1" 2>/dev/null || true
+}
+
 # Copy the tree to a scratch directory owned by $RUN_AS, build and install it.
 build_and_install() {
     WORK=$(mktemp -d /tmp/taskevents.XXXXXX)
