@@ -24,7 +24,8 @@
 #include "settings.h"
 
 static CURLM *dp_multi = NULL;
-static struct curl_slist *dp_headers = NULL;
+static struct curl_slist *dp_headers = NULL;	/* single publish */
+static struct curl_slist *dp_bulk_headers = NULL;
 static char *dp_base = NULL;	/* http://host:port, in TopMemoryContext */
 
 /* Transfers in flight, so that error recovery can drop them. */
@@ -36,6 +37,30 @@ static int	dp_in_flight = 0;
 #define DP_POOL_MAX 1024
 static CURL *dp_pool[DP_POOL_MAX];
 static int	dp_npool = 0;
+
+/* A request's headers: its Content-Type, no Expect, and the token if any. */
+static struct curl_slist *
+dp_header_list(struct curl_slist *old, const char *content_type, const char *token)
+{
+	struct curl_slist *list;
+
+	if (old)
+		curl_slist_free_all(old);
+	list = curl_slist_append(NULL, content_type);
+	/* No "Expect: 100-continue" round trip for large bodies. */
+	list = curl_slist_append(list, "Expect:");
+	if (token != NULL && token[0] != '\0')
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		appendStringInfo(&s, "dapr-api-token: %s", token);
+		list = curl_slist_append(list, s.data);
+		explicit_bzero(s.data, s.len);
+		pfree(s.data);
+	}
+	return list;
+}
 
 /* (Re)read the settings: base URL, headers, connection limits. */
 void
@@ -62,19 +87,8 @@ te_dapr_configure(void)
 		pfree(dp_base);
 	dp_base = s.data;
 
-	if (dp_headers)
-		curl_slist_free_all(dp_headers);
-	dp_headers = curl_slist_append(NULL, "Content-Type: application/cloudevents+json");
-	/* No "Expect: 100-continue" round trip for large bodies. */
-	dp_headers = curl_slist_append(dp_headers, "Expect:");
-	if (token != NULL && token[0] != '\0')
-	{
-		initStringInfo(&s);
-		appendStringInfo(&s, "dapr-api-token: %s", token);
-		dp_headers = curl_slist_append(dp_headers, s.data);
-		explicit_bzero(s.data, s.len);
-		pfree(s.data);
-	}
+	dp_headers = dp_header_list(dp_headers, "Content-Type: application/cloudevents+json", token);
+	dp_bulk_headers = dp_header_list(dp_bulk_headers, "Content-Type: application/json", token);
 	if (token != NULL)
 	{
 		explicit_bzero(token, strlen(token));
@@ -90,19 +104,42 @@ te_dapr_endpoint(void)
 	return dp_base;
 }
 
-/* Keep the start of the response body: daprd's error JSON. */
+/* Longest answer body kept: daprd's error JSON, or a bulk answer's failed entries. */
+#define DP_RESP_MAX (1024 * 1024)
+
+/* Keep the answer's body (malloc: no ERROR inside libcurl's callback). */
 static size_t
 dp_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	TeRequest  *req = (TeRequest *) userdata;
 	size_t		n = size * nmemb;
-	size_t		room = TE_DAPR_BODY_KEEP - req->resp_len;
-	size_t		take = n < room ? n : room;
+	size_t		take = Min(n, DP_RESP_MAX - req->resp_len);
 
+	if (take == 0)
+		return n;
+	if (req->resp_len + take + 1 > req->resp_cap)
+	{
+		size_t		cap = Max(req->resp_cap * 2, req->resp_len + take + 1);
+		char	   *p = realloc(req->resp, cap);
+
+		if (p == NULL)
+			return n;			/* keep what we have */
+		req->resp = p;
+		req->resp_cap = cap;
+	}
 	memcpy(req->resp + req->resp_len, ptr, take);
 	req->resp_len += take;
 	req->resp[req->resp_len] = '\0';
 	return n;
+}
+
+/* Free a request's kept answer body. */
+void
+te_dapr_release(TeRequest *req)
+{
+	free(req->resp);
+	req->resp = NULL;
+	req->resp_len = req->resp_cap = 0;
 }
 
 /* Start a request; it comes back from te_dapr_wait(). */
@@ -114,10 +151,11 @@ te_dapr_start(TeRequest *req)
 
 	req->outcome = TE_OUTCOME_RETRY;
 	req->transport = false;
+	req->partial = false;
 	req->status = 0;
 	req->error[0] = '\0';
-	req->resp_len = 0;
-	req->resp[0] = '\0';
+	req->resp = NULL;
+	req->resp_len = req->resp_cap = 0;
 	req->handle = h;
 	if (h == NULL)
 	{
@@ -131,6 +169,14 @@ te_dapr_start(TeRequest *req)
 		snprintf(url, sizeof(url), "%s/v1.0/healthz/outbound", dp_base);
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
+	else if (req->bulk)
+	{
+		/* Dapr's bulk publish (stable since 1.17): entries carry their own partitionKey */
+		snprintf(url, sizeof(url), "%s/v1.0/publish/bulk/%s/%s", dp_base, te_pubsub, req->topic);
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	}
 	else
 	{
 		char	   *key = curl_easy_escape(h, req->partition_key, 0);
@@ -143,7 +189,7 @@ te_dapr_start(TeRequest *req)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, dp_headers);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->bulk ? dp_bulk_headers : dp_headers);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) te_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) te_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -263,6 +309,7 @@ dp_finish(CURL *h, CURLcode result)
 
 	if (result != CURLE_OK)
 	{
+		te_dapr_release(req);
 		/* refused, reset, timed out: the sidecar is away, not the event at fault */
 		req->transport = (result == CURLE_COULDNT_CONNECT ||
 						  result == CURLE_COULDNT_RESOLVE_HOST ||
@@ -276,7 +323,12 @@ dp_finish(CURL *h, CURLcode result)
 		return req;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &req->status);
-	req->outcome = te_dapr_classify(req->status, req->resp, req->error);
+	req->outcome = te_dapr_classify(req->status, req->resp ? req->resp : "", req->error);
+	/* a bulk answer listing failed entries: the others were published */
+	req->partial = req->bulk && req->resp != NULL && req->status >= 500 &&
+		strstr(req->resp, "\"failedEntries\"") != NULL;
+	if (!req->bulk)
+		te_dapr_release(req);
 	return req;
 }
 
@@ -306,6 +358,24 @@ te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
 	return ndone;
 }
 
+/*
+ * Did a partially failed bulk request fail this entry?  If so, error gets
+ * daprd's reason for it.
+ */
+bool
+te_dapr_entry_failed(const TeRequest *req, const char *entry_id, char *error)
+{
+	const char *list = req->resp ? strstr(req->resp, "\"failedEntries\"") : NULL;
+	const char *at = list ? strstr(list, entry_id) : NULL;
+	char		reason[TE_DAPR_ERROR_LEN - 64];
+
+	if (at == NULL)
+		return false;
+	dp_json_string(at, "error", reason, sizeof(reason));
+	snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld bulk entry failed: %s", req->status, reason);
+	return true;
+}
+
 /* Requests started and not yet returned. */
 int
 te_dapr_in_flight(void)
@@ -319,6 +389,10 @@ te_dapr_abort_all(void)
 {
 	for (int i = 0; i < dp_in_flight; i++)
 	{
+		TeRequest  *req;
+
+		curl_easy_getinfo(dp_live[i], CURLINFO_PRIVATE, (char **) &req);
+		te_dapr_release(req);
 		curl_multi_remove_handle(dp_multi, dp_live[i]);
 		curl_easy_cleanup(dp_live[i]);
 	}

@@ -15,7 +15,6 @@ typedef enum TeOutcome
 } TeOutcome;
 
 #define TE_DAPR_ERROR_LEN 256
-#define TE_DAPR_BODY_KEEP 512
 
 /* One HTTP request; the caller owns it until te_dapr_wait() returns it. */
 typedef struct TeRequest
@@ -26,6 +25,7 @@ typedef struct TeRequest
 	const char *body;
 	size_t		body_len;
 	bool		probe;			/* GET /v1.0/healthz/outbound instead */
+	bool		bulk;			/* body is a bulk publish request for topic */
 	void	   *owner;			/* for the caller */
 
 	/* output */
@@ -33,11 +33,13 @@ typedef struct TeRequest
 	bool		transport;		/* refused, reset or timed out: the sidecar is away */
 	long		status;			/* HTTP status, 0 without an HTTP answer */
 	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK */
+	bool		partial;		/* bulk: some entries failed, see te_dapr_entry_failed() */
 
 	/* private */
 	void	   *handle;
+	char	   *resp;			/* the answer's body (malloc'd), kept for bulk */
 	size_t		resp_len;
-	char		resp[TE_DAPR_BODY_KEEP + 1];
+	size_t		resp_cap;
 } TeRequest;
 
 extern void te_dapr_configure(void);
@@ -47,5 +49,7 @@ extern int	te_dapr_in_flight(void);
 extern void te_dapr_abort_all(void);
 extern const char *te_dapr_endpoint(void);
 extern TeOutcome te_dapr_classify(long status, const char *body, char *error);
+extern bool te_dapr_entry_failed(const TeRequest *req, const char *entry_id, char *error);
+extern void te_dapr_release(TeRequest *req);
 
 #endif							/* TASKEVENTS_DAPR_H */

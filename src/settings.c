@@ -39,6 +39,7 @@ int			te_max_age_s = 86400;
 int			te_retention_s = 0;
 int			te_poll_interval_ms = 1000;
 int			te_max_body_kb = 4096;
+bool		te_bulk = false;
 int			te_max_databases = 32;
 char	   *te_trace_id = NULL;
 char	   *te_traceparent = NULL;
@@ -246,6 +247,10 @@ te_settings_init(void)
 							"Largest event body sent; larger events go to the dead letters (the sidecar's --max-body-size).",
 							NULL, &te_max_body_kb, 4096, 1, 1024 * 1024, PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("taskevents.bulk",
+							 "Publishes with Dapr's bulk publish API (Dapr 1.17 or later), up to 500 events a request.",
+							 NULL, &te_bulk, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
 	/* A postmaster setting can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("taskevents.max_databases",

@@ -46,6 +46,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -93,14 +94,36 @@ typedef struct WkTail
 	WkEvent    *tail;
 } WkTail;
 
+/* Events free to go, FIFO: one queue per topic, one for re-queued dead letters. */
+#define WK_NQUEUES (TE_TOPIC_REMINDERS + 2)
+#define WK_RESENT_QUEUE (WK_NQUEUES - 1)
+
+typedef struct WkQueue
+{
+	WkEvent   **items;
+	int			head;
+	int			tail;
+} WkQueue;
+
+/* One bulk publish request and the events it carries. */
+typedef struct WkBulk
+{
+	TeRequest	req;
+	WkEvent   **events;
+	int			n;
+} WkBulk;
+
+/* Most entries in one bulk publish request. */
+#define WK_BULK_MAX 500
+
 /* Everything one round works on, allocated in wk_cxt. */
 typedef struct WkRound
 {
 	WkRow	   *rows;
 	int			nrows;
-	WkEvent   **ready;			/* events free to go, FIFO */
-	int			ready_head;
-	int			ready_tail;
+	WkQueue		ready[WK_NQUEUES];
+	int			nready;
+	int			next_queue;		/* round robin over the queues */
 	List	   *failed;			/* events that failed and may be retried */
 	List	   *dead;			/* events to dead-letter */
 	List	   *resent;			/* re-queued dead letters, whatever their outcome */
@@ -392,19 +415,35 @@ wk_slots_of(const TeChange *c)
 	return mask;
 }
 
+/* Text in the server encoding as UTF-8 (what is sent); sets *len. */
+static const char *
+wk_utf8(const char *s, size_t *len)
+{
+	int			enc = GetDatabaseEncoding();
+
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
+		return s;
+	s = pg_server_to_any(s, *len, PG_UTF8);
+	*len = strlen(s);
+	return s;
+}
+
+/* Queue an event that is free to go. */
+static void
+wk_push(WkRound *r, WkEvent *e)
+{
+	WkQueue    *q = &r->ready[e->row ? (int) e->ev.topic : WK_RESENT_QUEUE];
+
+	q->items[q->tail++] = e;
+	r->nready++;
+}
+
 /* Fill in the request of an event: body in UTF-8, topic, partition key. */
 static void
 wk_prepare(WkEvent *e, size_t len)
 {
-	int			enc = GetDatabaseEncoding();
-
-	e->req.body = e->body;
+	e->req.body = wk_utf8(e->body, &len);
 	e->req.body_len = len;
-	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
-	{
-		e->req.body = pg_server_to_any(e->body, len, PG_UTF8);
-		e->req.body_len = strlen(e->req.body);
-	}
 	e->req.topic = e->topic;
 	e->req.partition_key = e->task_id;
 	e->req.owner = e;
@@ -447,7 +486,8 @@ wk_claim(WkRound *r, long *sleep_ms)
 	spicxt = MemoryContextSwitchTo(wk_cxt);
 	r->nrows = n;
 	r->rows = palloc0(sizeof(WkRow) * (n + 1));
-	r->ready = palloc(sizeof(WkEvent *) * (n * TE_MAX_EVENTS + te_batch_size + 1));
+	for (int q = 0; q < WK_NQUEUES; q++)
+		r->ready[q].items = palloc(sizeof(WkEvent *) * (n * TE_MAX_EVENTS + te_batch_size + 1));
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -486,7 +526,7 @@ wk_claim(WkRound *r, long *sleep_ms)
 		e->attempts = DatumGetInt32(heap_getattr(tup, 6, desc, &isnull));
 		wk_prepare(e, strlen(e->body));
 		r->resent = lappend(r->resent, e);
-		r->ready[r->ready_tail++] = e;
+		wk_push(r, e);
 	}
 	MemoryContextSwitchTo(spicxt);
 	wk_commit();
@@ -533,7 +573,7 @@ wk_claim(WkRound *r, long *sleep_ms)
 			if (found)
 				ent->tail->next = e;
 			else
-				r->ready[r->ready_tail++] = e;
+				wk_push(r, e);
 			ent->tail = e;
 		}
 	}
@@ -563,7 +603,7 @@ wk_settled(WkRound *r, WkEvent *e)
 	e->row->attempts = 0;
 	e->row->dirty = true;
 	if (e->next != NULL)
-		r->ready[r->ready_tail++] = e->next;
+		wk_push(r, e->next);
 }
 
 /* Handle one finished request. */
@@ -607,41 +647,151 @@ wk_skip(WkEvent *e)
 					e->type, e->topic, e->task_id, e->body)));
 }
 
-/* Run every request of a probe or a round to completion, checking for interrupts. */
+/* Send one event on its own (or settle it at once: dapr_enabled off, too big). */
+static void
+wk_start_one(WkRound *r, WkEvent *e)
+{
+	r->sent++;
+	if (!te_dapr_enabled)
+		wk_skip(e);
+	else if (e->req.body_len > (size_t) te_max_body_kb * 1024)
+	{
+		e->req.outcome = TE_OUTCOME_PERMANENT;
+		snprintf(e->req.error, sizeof(e->req.error),
+				 "event of %zu bytes is over taskevents.max_body_size (%d kB)",
+				 e->req.body_len, te_max_body_kb);
+	}
+	else
+	{
+		te_dapr_start(&e->req);
+		if (e->req.handle != NULL)
+			return;
+	}
+	wk_finished(r, e);
+}
+
+/* A bulk request is back: each entry's outcome, then as for single events. */
+static void
+wk_bulk_finished(WkRound *r, WkBulk *b)
+{
+	for (int i = 0; i < b->n; i++)
+	{
+		WkEvent    *e = b->events[i];
+
+		e->req.transport = b->req.transport;
+		e->req.status = b->req.status;
+		e->req.outcome = b->req.outcome;
+		strlcpy(e->req.error, b->req.error, sizeof(e->req.error));
+		if (b->req.partial)
+		{
+			StringInfoData id;
+
+			initStringInfo(&id);
+			te_append_uuid(&id, &e->id);
+			e->req.outcome = te_dapr_entry_failed(&b->req, id.data, e->req.error)
+				? TE_OUTCOME_RETRY : TE_OUTCOME_OK;
+			if (e->req.outcome == TE_OUTCOME_OK)
+				e->req.error[0] = '\0';
+		}
+		wk_finished(r, e);
+	}
+	te_dapr_release(&b->req);
+}
+
+/*
+ * Send the head of a topic's queue with Dapr's bulk publish: up to
+ * WK_BULK_MAX entries within taskevents.max_body_size, each with the task id
+ * as its partitionKey.  The queue holds at most one event per task, so a
+ * task's events never share a request and per-task order holds.
+ */
+static void
+wk_start_bulk(WkRound *r, WkQueue *q)
+{
+	WkBulk	   *b = palloc0(sizeof(WkBulk));
+	StringInfoData body;
+	size_t		limit = (size_t) te_max_body_kb * 1024;
+	size_t		len;
+
+	b->events = palloc(sizeof(WkEvent *) * WK_BULK_MAX);
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '[');
+	while (q->head < q->tail && b->n < WK_BULK_MAX)
+	{
+		WkEvent    *e = q->items[q->head];
+
+		if (e->req.body_len > limit)
+		{
+			q->head++;
+			r->nready--;
+			wk_start_one(r, e);		/* a dead letter without sending */
+			continue;
+		}
+		if (b->n > 0 && body.len + e->req.body_len + strlen(e->task_id) + 160 > limit)
+			break;
+		q->head++;
+		r->nready--;
+		r->sent++;
+		if (b->n > 0)
+			appendStringInfoChar(&body, ',');
+		appendStringInfoString(&body, "{\"entryId\":\"");
+		te_append_uuid(&body, &e->id);
+		appendStringInfoString(&body, "\",\"event\":");
+		appendStringInfoString(&body, e->body);
+		appendStringInfoString(&body, ",\"contentType\":\"application/cloudevents+json\",\"metadata\":{\"partitionKey\":");
+		escape_json(&body, e->task_id);
+		appendStringInfoString(&body, "}}");
+		b->events[b->n++] = e;
+	}
+	if (b->n == 0)
+		return;
+	appendStringInfoChar(&body, ']');
+
+	len = body.len;
+	b->req.body = wk_utf8(body.data, &len);
+	b->req.body_len = len;
+	b->req.topic = b->events[0]->topic;
+	b->req.bulk = true;
+	b->req.owner = b;
+	te_dapr_start(&b->req);
+	if (b->req.handle == NULL)
+		wk_bulk_finished(r, b);
+}
+
+/* Run every request of a round to completion, checking for interrupts. */
 static void
 wk_pump(WkRound *r)
 {
 	TeRequest  *done[64];
 
-	while (r->ready_head < r->ready_tail || te_dapr_in_flight() > 0)
+	while (r->nready > 0 || te_dapr_in_flight() > 0)
 	{
 		int			n;
 
-		while (r->ready_head < r->ready_tail && te_dapr_in_flight() < te_concurrency)
+		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency)
 		{
-			WkEvent    *e = r->ready[r->ready_head++];
+			int			qi = r->next_queue;
+			WkQueue    *q;
 
-			r->sent++;
-			if (!te_dapr_enabled)
-				wk_skip(e);
-			else if (e->req.body_len > (size_t) te_max_body_kb * 1024)
-			{
-				e->req.outcome = TE_OUTCOME_PERMANENT;
-				snprintf(e->req.error, sizeof(e->req.error),
-						 "event of %zu bytes is over taskevents.max_body_size (%d kB)",
-						 e->req.body_len, te_max_body_kb);
-			}
+			while (r->ready[qi].head == r->ready[qi].tail)
+				qi = (qi + 1) % WK_NQUEUES;
+			r->next_queue = (qi + 1) % WK_NQUEUES;
+			q = &r->ready[qi];
+			if (te_bulk && te_dapr_enabled && qi != WK_RESENT_QUEUE)
+				wk_start_bulk(r, q);
 			else
 			{
-				te_dapr_start(&e->req);
-				if (e->req.handle != NULL)
-					continue;
+				r->nready--;
+				wk_start_one(r, q->items[q->head++]);
 			}
-			wk_finished(r, e);
 		}
 		n = te_dapr_wait(done, lengthof(done), 100);
 		for (int i = 0; i < n; i++)
-			wk_finished(r, (WkEvent *) done[i]->owner);
+		{
+			if (done[i]->bulk)
+				wk_bulk_finished(r, (WkBulk *) done[i]->owner);
+			else
+				wk_finished(r, (WkEvent *) done[i]->owner);
+		}
 		CHECK_FOR_INTERRUPTS();
 	}
 }
@@ -909,7 +1059,7 @@ wk_round(long *sleep_ms)
 	int			nrows;
 
 	nrows = wk_claim(&r, sleep_ms);
-	if (r.ready_tail == 0 && nrows == 0)
+	if (r.nready == 0 && nrows == 0)
 	{
 		wk_outage_over();
 		return false;

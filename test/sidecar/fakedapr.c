@@ -1391,6 +1391,12 @@ static void record(conn_t *c, const char *body, size_t blen, int body_known)
         buf_printf(&b, ",\"action\":\"%s\"", an);
     if (R.delay_ms)
         buf_printf(&b, ",\"delay_ms\":%d", R.delay_ms);
+    /* an error answer in JSON (bulk: which entries failed) */
+    if (R.action == A_RESPOND && (R.status < 200 || R.status > 299) && R.body.len &&
+        json_is_container(R.body.p, R.body.len)) {
+        buf_adds(&b, ",\"response\":");
+        buf_add(&b, R.body.p, R.body.len);
+    }
     buf_adds(&b, ",\"body\":");
     if (!body_known) {
         buf_adds(&b, "null");

@@ -78,11 +78,34 @@ sub start_sidecar
 }
 
 # The CloudEvents the sidecar accepted, in arrival order, as hashes with the
-# parsed event under {event}.
+# parsed event under {event}.  A bulk request counts as its entries, less
+# those its answer lists as failed.
 sub delivered_events
 {
 	my ($sidecar) = @_;
-	return [ grep { $_->{status} >= 200 && $_->{status} < 300 } @{ $sidecar->records } ];
+	my @ok;
+	for my $r (@{ $sidecar->records })
+	{
+		if ($r->{path} =~ m{/v1\.0/publish/bulk/})
+		{
+			next unless ref $r->{body} eq 'ARRAY';
+			my %failed;
+			if ($r->{status} < 200 || $r->{status} > 299)
+			{
+				next unless ref $r->{response} eq 'HASH' && $r->{response}{failedEntries};
+				$failed{ $_->{entryId} } = 1 for @{ $r->{response}{failedEntries} };
+			}
+			for my $entry (@{ $r->{body} })
+			{
+				next if $failed{ $entry->{entryId} };
+				push @ok, { %$r, body => undef, event => $entry->{event}, entry => $entry,
+					content_type => $entry->{contentType} };
+			}
+			next;
+		}
+		push @ok, $r if $r->{status} >= 200 && $r->{status} < 300;
+	}
+	return \@ok;
 }
 
 package FakeDapr;

@@ -1,0 +1,75 @@
+# taskevents.bulk = on: Dapr's bulk publish, one request per topic with up to
+# 500 entries, each keyed by its task; per-entry failures are retried alone
+# and per-task order holds.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TaskEventsTest;
+use JSON::PP;
+
+my $dapr = start_sidecar();
+my $node = new_node('bulk', port => $dapr->port,
+	conf => "taskevents.bulk = on\ntaskevents.enabled = off\n");
+$node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
+
+# 300 tasks, each created then completed: 1,200 events.
+$node->safe_psql('postgres', q{
+	INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'bulk ' || i FROM generate_series(1, 300) i;
+	UPDATE tasks SET completed = true;
+});
+my %expected = map { my ($id, $body) = split /\|/, $_, 2; ($id => $body) }
+  split /\n/, $node->safe_psql('postgres', 'SELECT event_id, event FROM taskevents.pending');
+is(scalar keys %expected, 1200, '1,200 events queued');
+
+# One task's entries fail twice inside otherwise successful bulk requests.
+my $slow = $node->safe_psql('postgres', 'SELECT id FROM tasks ORDER BY id LIMIT 1');
+$dapr->mode(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE', count => 2, match => $slow);
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = on; SELECT pg_reload_conf();');
+wait_until('all delivered', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+
+my @recs = @{ $dapr->records };
+my @bulk = grep { $_->{path} =~ m{^/v1\.0/publish/bulk/pubsub-kafka/} } @recs;
+is(scalar @bulk, scalar @recs, 'every request was a bulk publish');
+cmp_ok(scalar @bulk, '<', 20, 'far fewer requests than events');
+ok(!(grep { $_->{content_type} ne 'application/json' } @bulk), 'bulk requests are application/json');
+
+my @got = @{ delivered_events($dapr) };
+my %seen;
+$seen{ $_->{event}{id} }++ for @got;
+is(scalar keys %seen, 1200, 'every event delivered');
+is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'none twice');
+my $mismatch = grep {
+	my $want = JSON::PP::decode_json($expected{ $_->{event}{id} });
+	JSON::PP->new->canonical->encode($want) ne JSON::PP->new->canonical->encode($_->{event})
+} @got;
+is($mismatch, 0, 'each entry is exactly the previewed CloudEvent');
+my $bad_entry = grep {
+	$_->{entry}{contentType} ne 'application/cloudevents+json'
+	  || $_->{entry}{metadata}{partitionKey} ne $_->{event}{subject}
+	  || $_->{entry}{entryId} ne $_->{event}{id}
+} @got;
+is($bad_entry, 0, 'entries carry contentType, partitionKey = task id, entryId = event id');
+
+my %order;
+push @{ $order{ $_->{event}{subject} } }, $_->{event}{type} for @got;
+my $want = 'task.created sync.task task.completed sync.task';
+is(scalar(grep { join(' ', @{ $order{$_} }) ne $want } keys %order), 0,
+	'per task, commit order across bulk requests');
+is(join(' ', @{ $order{$slow} }), $want, 'the task whose entries failed kept its order too');
+my %by_topic = map { ($_->{path} =~ m{/([^/]+)$})[0] => 1 } @bulk;
+is_deeply([ sort keys %by_topic ], [ 'task-events', 'task-updates' ], 'one topic per bulk request');
+is($node->safe_psql('postgres', 'SELECT retried FROM taskevents.status'), '2', 'the failed entries were retried');
+
+# A request-level error applies to every entry.
+$dapr->mode(mode => 'fail', status => 403, code => 'ERR_PUBSUB_FORBIDDEN', count => 1);
+$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'forbidden')");
+wait_until('settled', sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+is($node->safe_psql('postgres', "SELECT type FROM taskevents.dead_letters"), 'task.created',
+	'a 403 on a bulk request dead-letters its entries');
+
+$node->stop;
+done_testing();
