@@ -159,7 +159,10 @@ te_datum_text(Datum value, Oid typid)
 			{
 				StringInfoData s;
 
-				initStringInfo(&s);
+				/* exactly the 36 characters, not StringInfo's usual 1 kB */
+				s.data = palloc(37);
+				s.len = 0;
+				s.maxlen = 37;
 				te_append_uuid(&s, DatumGetUUIDP(value));
 				return s.data;
 			}

@@ -95,9 +95,10 @@ te_shared_wake_worker(Oid dboid)
 		volatile TeDbSlot *slot = &te_shared->slots[i];
 		int			procno = slot->pgprocno;
 
-		if (slot->dboid == dboid && procno >= 0)
+		if (slot->dboid == dboid)
 		{
-			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+			if (procno >= 0 && slot->wake_me)
+				SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 			return;
 		}
 	}

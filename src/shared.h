@@ -31,6 +31,7 @@ typedef struct TeDbSlot
 	int			pgprocno;		/* worker's PGPROC number, -1 when none */
 	TeWorkerState state;
 	bool		absent;			/* the worker found no extension here */
+	bool		wake_me;		/* set its latch at each commit */
 	bool		sidecar_reachable;
 	TimestampTz hold_until;		/* start no worker before this */
 	TimestampTz started_at;

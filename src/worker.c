@@ -30,6 +30,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
@@ -66,6 +67,7 @@ typedef struct WkRow
 	TeChange	c;
 	int			done;			/* slots delivered or dead-lettered */
 	int			attempts;		/* failed attempts of its next event */
+	bool		in_retry;		/* has a row in taskevents.retry */
 	bool		dirty;			/* state changed: record it */
 	TimestampTz next_attempt_at;
 	long		last_status;
@@ -157,7 +159,9 @@ enum
 	PLAN_CLAIM,
 	PLAN_NEXT_WAKE,
 	PLAN_CLAIM_DEAD,
-	PLAN_DONE,
+	PLAN_DELETE,
+	PLAN_ARCHIVE,
+	PLAN_FORGET,
 	PLAN_RETRY,
 	PLAN_DEAD,
 	PLAN_RESENT_OK,
@@ -195,11 +199,18 @@ static const struct
 		" ORDER BY requeued_at LIMIT $1",
 		1, {INT4OID}
 	},
-	[PLAN_DONE] = {
-		"WITH gone AS (DELETE FROM taskevents.outbox WHERE seq = ANY($1) RETURNING *),"
-		"     st AS (DELETE FROM taskevents.retry WHERE seq = ANY($1))"
-		" INSERT INTO taskevents.delivered SELECT gone.*, now() FROM gone WHERE $2",
-		2, {INT8ARRAYOID, BOOLOID}
+	[PLAN_DELETE] = {
+		"DELETE FROM taskevents.outbox WHERE seq = ANY($1)",
+		1, {INT8ARRAYOID}
+	},
+	[PLAN_ARCHIVE] = {
+		"WITH gone AS (DELETE FROM taskevents.outbox WHERE seq = ANY($1) RETURNING *)"
+		" INSERT INTO taskevents.delivered SELECT gone.*, now() FROM gone",
+		1, {INT8ARRAYOID}
+	},
+	[PLAN_FORGET] = {
+		"DELETE FROM taskevents.retry WHERE seq = ANY($1)",
+		1, {INT8ARRAYOID}
 	},
 	[PLAN_RETRY] = {
 		"INSERT INTO taskevents.retry AS r"
@@ -288,13 +299,17 @@ wk_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Publish the worker's state in its slot. */
+/*
+ * Publish the worker's state in its slot.  Only a delivering worker wants
+ * to be woken at each commit: disabled or paused, it would wake for nothing.
+ */
 static void
 wk_set_state(TeWorkerState state, bool reachable)
 {
 	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
 	wk_slot->state = state;
 	wk_slot->sidecar_reachable = reachable;
+	wk_slot->wake_me = (state == TE_WORKER_DELIVERING);
 	LWLockRelease(te_shared->lock);
 }
 
@@ -463,7 +478,6 @@ wk_claim(WkRound *r, long *sleep_ms)
 	MemoryContext spicxt;
 	HASHCTL		hctl;
 	HTAB	   *tails;
-	int			nevents = 0;
 	uint64		n;
 	bool		isnull;
 
@@ -497,6 +511,7 @@ wk_claim(WkRound *r, long *sleep_ms)
 		te_outbox_read(tup, desc, &row->c);
 		row->done = DatumGetInt32(heap_getattr(tup, Natts_outbox + 1, desc, &isnull));
 		row->attempts = DatumGetInt32(heap_getattr(tup, Natts_outbox + 2, desc, &isnull));
+		row->in_retry = row->done != 0 || row->attempts != 0;
 	}
 	MemoryContextSwitchTo(spicxt);
 
@@ -567,7 +582,6 @@ wk_claim(WkRound *r, long *sleep_ms)
 			te_append_cloudevent(&body, &row->c, &evs[k]);
 			e->body = body.data;
 			wk_prepare(e, body.len);
-			nevents++;
 
 			ent = hash_search(tails, &key, HASH_ENTER, &found);
 			if (found)
@@ -871,6 +885,7 @@ wk_record(WkRound *r)
 	bool	   *an[10];
 	Datum		args[10];
 	int			n;
+	int			m;
 	ListCell   *lc;
 
 	for (int i = 0; i < 10; i++)
@@ -883,14 +898,27 @@ wk_record(WkRound *r)
 
 	/* Delivered changes leave the outbox (kept in delivered with retention). */
 	n = 0;
+	m = 0;
 	for (int i = 0; i < r->nrows; i++)
-		if (r->rows[i].done == wk_slots_of(&r->rows[i].c))
-			a[0][n++] = Int64GetDatum(r->rows[i].c.seq);
+	{
+		if (r->rows[i].done != wk_slots_of(&r->rows[i].c))
+			continue;
+		a[0][n++] = Int64GetDatum(r->rows[i].c.seq);
+		if (r->rows[i].in_retry)
+			a[1][m++] = Int64GetDatum(r->rows[i].c.seq);
+	}
 	if (n > 0)
 	{
 		args[0] = wk_array(a[0], an[0], n, INT8OID);
-		args[1] = BoolGetDatum(te_retention_s > 0);
-		wk_exec(PLAN_DONE, args, SPI_OK_INSERT);
+		if (te_retention_s > 0)
+			wk_exec(PLAN_ARCHIVE, args, SPI_OK_INSERT);
+		else
+			wk_exec(PLAN_DELETE, args, SPI_OK_DELETE);
+	}
+	if (m > 0)
+	{
+		args[0] = wk_array(a[1], an[1], m, INT8OID);
+		wk_exec(PLAN_FORGET, args, SPI_OK_DELETE);
 	}
 
 	/* Changes partly delivered or waiting for a retry. */
@@ -1049,6 +1077,24 @@ wk_try_resume(void)
 }
 
 /*
+ * Flush WAL up to the end of the last record inserted, which covers the
+ * commit of every change the claim saw.  When that record ended at a page
+ * boundary, the insert position points past the next page's header, a page
+ * nobody wrote yet: step back to the boundary.
+ */
+static void
+wk_flush_wal(void)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(lsn, wal_segment_size) == SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogLongPHD;
+	else if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		lsn -= SizeOfXLogShortPHD;
+	XLogFlush(lsn);
+}
+
+/*
  * One round: claim, send, record.  Returns true when the batch was full
  * (more is probably waiting); *sleep_ms says when a retry is next due.
  */
@@ -1066,7 +1112,7 @@ wk_round(long *sleep_ms)
 	}
 
 	/* Nothing is sent before its commit is durable. */
-	XLogFlush(GetXLogInsertRecPtr());
+	wk_flush_wal();
 
 	wk_pump(&r);
 
@@ -1137,6 +1183,12 @@ taskevents_worker_main(Datum arg)
 	wk_attach(dboid);
 	wk_cxt = AllocSetContextCreate(TopMemoryContext, "taskevents round",
 								   ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * Plan each statement for the outbox as it is now: a plan cached while
+	 * the outbox was small would scan all of it once it has grown.
+	 */
+	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_USERSET, PGC_S_OVERRIDE);
 	te_dapr_configure();
 	wk_set_state(TE_WORKER_DELIVERING, false);
 
@@ -1154,7 +1206,10 @@ taskevents_worker_main(Datum arg)
 		}
 
 		if (!te_enabled)
-			wk_set_state(TE_WORKER_DISABLED, wk_slot->sidecar_reachable);
+		{
+			if (wk_slot->state != TE_WORKER_DISABLED)
+				wk_set_state(TE_WORKER_DISABLED, wk_slot->sidecar_reachable);
+		}
 		else if (wk_paused)
 		{
 			long		since = 0;

@@ -1,33 +1,46 @@
 #!/usr/bin/env bash
-# Benchmarks (never timed assertions in tests): prints a table.
-#   bash test/bench.sh [capture]
-# capture: the writer's cost.  The seed app's task lifecycle (insert, edit
-# title, complete, delete as four transactions), pgbench -M prepared with 2
-# clients, synchronous_commit = off so CPU shows; TPS of each setup is the
-# median of alternating runs in one session, and the ratio is to no trigger.
+# Benchmarks (never timed assertions in tests): one throw-away server, one
+# Markdown table out, with the machine it ran on.
+#   bash test/bench.sh [capture] [drain] [latency] [soak]      (none: all four)
+#
+# capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
+#          complete, delete as four transactions), pgbench -M prepared -c 2,
+#          synchronous_commit = off so CPU shows; median lifecycles/s of
+#          alternating runs (BENCH_ROUNDS x BENCH_SECONDS, 3 x 10 s) with no
+#          trigger, a PL/pgSQL outbox trigger (the baseline), and taskevents
+#          with delivery off and delivering to the sidecar.
+# drain    20,000 INSERTs (40,000 events) queued with delivery off, then timed
+#          until the outbox is empty (median of BENCH_ROUNDS): default
+#          taskevents.concurrency, 64, and taskevents.bulk = on when the
+#          extension has that setting.
+# latency  1,000 one-INSERT transactions/s for 20 s (pgbench -R); the sidecar
+#          records when it receives each event, minus the event's "time".
+# soak     BENCH_SOAK_SECONDS (600) of 500 lifecycles/s, sampled every 10 s;
+#          then the worker's peak RSS while it drains 1,000,000 events.
 source "$(dirname "$0")/setup.sh"
+
+ALL=(capture drain latency soak)
+BENCHES=("$@")
+[ $# -gt 0 ] || BENCHES=("${ALL[@]}")
+for b in "${BENCHES[@]}"; do
+    [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
+done
+SECS=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+SOAK=${BENCH_SOAK_SECONDS:-600}
+PGPORT=54330
 
 ensure_packages
 build_and_install
 B="$WORK/bench"
-SECS=${BENCH_SECONDS:-10}
-ROUNDS=${BENCH_ROUNDS:-3}
-PGPORT=54330
 as_user mkdir -p "$B"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-cleanup() {
-    as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
-    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
-}
-trap cleanup EXIT
+# --- the throw-away server and the fake sidecar -----------------------------
 
-as_user "$WORK/test/sidecar/fakedapr" --port 0 --control-port 0 > "$B/sidecar.out" 2>&1 &
-SIDECAR_PID=$!
-for _ in $(seq 50); do grep -q '^port=' "$B/sidecar.out" && break; sleep 0.1; done
-DAPR_PORT=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$B/sidecar.out")
-
-as_user initdb -D "$B/data" -A trust >/dev/null
-cat >> "$B/data/postgresql.conf" <<CONF
+start_server() {
+    as_user initdb -D "$B/data" -A trust >/dev/null
+    cat >> "$B/data/postgresql.conf" <<CONF
 include '$WORK/docker/postgresql.taskevents.conf'
 port = $PGPORT
 listen_addresses = ''
@@ -36,46 +49,255 @@ synchronous_commit = off
 shared_buffers = '512MB'
 max_wal_size = '4GB'
 checkpoint_timeout = '30min'
-taskevents.port = $DAPR_PORT
 CONF
-as_user pg_ctl -D "$B/data" -l "$B/postgresql.log" -w start >/dev/null
-psql_() { as_user psql -X -q -h "$B" -p "$PGPORT" -v ON_ERROR_STOP=1 "$@"; }
-
-# One database per setup.
-psql_ -d postgres -c 'CREATE DATABASE no_trigger' -c 'CREATE DATABASE plpgsql_outbox' \
-      -c 'CREATE DATABASE taskevents'
-for db in no_trigger plpgsql_outbox taskevents; do psql_ -d $db -f "$WORK/test/bench/tasks.sql"; done
-psql_ -d plpgsql_outbox -f "$WORK/test/bench/plpgsql_outbox.sql"
-psql_ -d taskevents -c 'CREATE EXTENSION taskevents' 2>/dev/null
-
-tps() {
-    as_user pgbench -h "$B" -p "$PGPORT" -n -M prepared -c 2 -j 2 -T "$SECS" \
-        -f "$WORK/test/bench/lifecycle.sql" "$1" 2>/dev/null \
-      | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+    as_user pg_ctl -D "$B/data" -l "$B/postgresql.log" -w start >/dev/null
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A runs
-for r in $(seq "$ROUNDS"); do
-    for db in no_trigger plpgsql_outbox taskevents; do
-        runs[$db]+="$(tps $db) "
-        psql_ -d $db -c 'VACUUM' >/dev/null
+# Leaves only the logs and samples, in $B.
+cleanup() {
+    as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
+    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null
+    rm -rf "$B/data" "$B/latency.jsonl"
+    find "$WORK" -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} +
+}
+trap cleanup EXIT
+
+say() { echo "== $*" >&2; }
+psql_() { as_user psql -X -q -h "$B" -p "$PGPORT" -v ON_ERROR_STOP=1 "$@"; }
+q() { psql_ -d "$1" -At -c "$2"; }
+pgbench_() { as_user pgbench -h "$B" -p "$PGPORT" -n -M prepared -c 2 -j 2 "$@"; }
+tps_of() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1"; }
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+# setting NAME VALUE: ALTER SYSTEM SET taskevents.NAME = VALUE, and reload.
+setting() {
+    psql_ -d postgres -c "ALTER SYSTEM SET taskevents.$1 = $2" -c 'SELECT pg_reload_conf()' >/dev/null
+}
+
+# wait_for DB SQL VALUE: until the query answers VALUE (at most 5 minutes).
+wait_for() {
+    local end=$((SECONDS + 300))
+    until [ "$(q "$1" "$2")" = "$3" ]; do
+        [ $SECONDS -lt $end ] || { echo "timed out waiting for $2 = $3 in $1" >&2; exit 1; }
+        sleep 0.05
     done
-done
-delivered=$(psql_ -d taskevents -At -c 'SELECT published FROM taskevents.status')
-waiting=$(psql_ -d taskevents -At -c 'SELECT queue_depth FROM taskevents.status')
+}
 
-base=$(echo ${runs[no_trigger]} | tr ' ' '\n' | median)
-echo
-echo "capture cost: task lifecycle, pgbench -M prepared -c 2 -j 2, ${ROUNDS}x${SECS}s alternating, synchronous_commit=off"
-printf '%-44s %10s %8s\n' setup "tps" "ratio"
-for db in no_trigger plpgsql_outbox taskevents; do
-    t=$(echo ${runs[$db]} | tr ' ' '\n' | median)
-    label=$db
-    [ $db = no_trigger ] && label="no trigger"
-    [ $db = plpgsql_outbox ] && label="PL/pgSQL trigger, 2 jsonb outbox rows"
-    [ $db = taskevents ] && label="taskevents (delivering to a local sidecar)"
-    printf '%-44s %10.0f %8.2f\n' "$label" "$t" "$(awk -v a="$t" -v b="$base" 'BEGIN {print a / b}')"
-done
-echo "(taskevents delivered $delivered events during the runs; $waiting changes still queued at the end)"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+# new_db NAME [taskevents]: a database with the tasks table (and the extension).
+new_db() {
+    psql_ -d postgres -c "CREATE DATABASE $1"
+    psql_ -d "$1" -f "$WORK/test/tasks.sql"
+    if [ "${2:-}" = taskevents ]; then
+        psql_ -d "$1" -c 'CREATE EXTENSION taskevents' 2>/dev/null
+        wait_for "$1" 'SELECT worker_state FROM taskevents.status' delivering
+    fi
+}
+
+# sidecar [fakedapr options]: a fresh fake sidecar, where taskevents publishes.
+sidecar() {
+    if [ -n "${SIDECAR_PID:-}" ]; then kill "$SIDECAR_PID" || true; wait "$SIDECAR_PID" 2>/dev/null || true; fi
+    start_sidecar "$B" "$@"
+    setting port "$DAPR_PORT"
+}
+sidecar_events() { curl -s "http://127.0.0.1:$CTL_PORT/stats" | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
+
+# mem PID: "VmRSS RssAnon" of a process, in kB (0 0 when it is gone).
+mem() { cat "/proc/$1/status" 2>/dev/null | awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r + 0, a + 0}'; }
+mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# drain DB CHANGES POLL: queue CHANGES inserts (2 events each) with delivery
+# off, turn delivery on and time until the outbox is empty, looking every POLL
+# seconds.  Sets D_SECS (empty if it took over 2 min + 1 s per 500 changes),
+# D_EVENTS (what the sidecar received), D_RSS/D_ANON (worker's peak, kB).
+drain() {
+    local db=$1 n=$2 t0 t1="" pid rss anon end=$((SECONDS + 120 + $2 / 500))
+    setting enabled off
+    wait_for "$db" 'SELECT worker_state FROM taskevents.status' disabled
+    psql_ -d "$db" -c 'VACUUM ANALYZE taskevents.outbox'
+    psql_ -d "$db" -c "INSERT INTO tasks (user_id, title)
+                       SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $n) i"
+    pid=$(q "$db" 'SELECT pid FROM taskevents.status')
+    curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null
+    read -r D_RSS D_ANON < <(mem "$pid")
+    psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on'
+    t0=$(q "$db" 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()')
+    while [ -z "$t1" ] && [ $SECONDS -lt $end ]; do
+        sleep "$3"
+        read -r rss anon < <(mem "$pid")
+        [ "$rss" -gt "$D_RSS" ] && D_RSS=$rss
+        [ "$anon" -gt "$D_ANON" ] && D_ANON=$anon
+        t1=$(q "$db" 'SELECT extract(epoch FROM clock_timestamp())   -- min(): an index scan
+                        FROM (SELECT min(seq) FROM taskevents.outbox) o WHERE min IS NULL')
+    done
+    D_SECS=$([ -z "$t1" ] || awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+    D_EVENTS=$(sidecar_events)
+    [ "$(q "$db" 'SELECT pid FROM taskevents.status')" = "$pid" ] || note "the worker restarted during a drain of $db"
+}
+rate() { [ -z "$D_SECS" ] && echo 0 || awk -v n="$1" -v s="$D_SECS" 'BEGIN {printf "%.0f", n / s}'; }
+
+# --- the table --------------------------------------------------------------
+
+# row BENCHMARK MEASURED TARGET NAME: a row, with the command that reproduces it.
+row() {
+    local env=""
+    [ "$4" = capture ] && [ -n "${BENCH_SECONDS:-}${BENCH_ROUNDS:-}" ] && env="BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS "
+    [ "$4" = soak ] && [ "$SOAK" != 600 ] && env="BENCH_SOAK_SECONDS=$SOAK "
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "\`${env}bash test/bench.sh $4\`" >> "$B/rows"
+}
+note() { echo "- $*" >> "$B/notes"; }
+
+print_table() {
+    echo
+    echo "taskevents benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))," \
+         "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)," \
+         "$(postgres --version | sed 's/.*) //;s/^/PostgreSQL /'), load average before the run $LOAD_BEFORE"
+    echo
+    awk -F'\t' '
+        { for (i = 1; i <= 4; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } }
+        END {
+            split("benchmark|measured|target|command", h, "|")
+            for (i = 1; i <= 4; i++) if (length(h[i]) > w[i]) w[i] = length(h[i])
+            line(h); for (i = 1; i <= 4; i++) printf "|%s", dash(w[i] + 2); print "|"
+            for (r = 1; r <= NR; r++) { for (i = 1; i <= 4; i++) x[i] = c[r, i]; line(x) }
+        }
+        function line(a,  i) { for (i = 1; i <= 4; i++) printf("| %-" w[i] "s ", a[i]); print "|" }
+        function dash(n,  s) { s = ""; while (n-- > 0) s = s "-"; return s }
+    ' "$B/rows"
+    echo
+    cat "$B/notes"
+    echo "- server log: $(grep -c ' ERROR: ' "$B/postgresql.log") ERROR lines$(grep ' ERROR: ' "$B/postgresql.log" |
+          sed 's/.* ERROR: *//; s/[0-9A-F]\+\/[0-9A-F]\+/X\/X/g' | sort | uniq -c | sort -rn | head -3 |
+          awk '{n = $1; $1 = ""; printf "%s %dx \"%s\"", NR == 1 ? ":" : ",", n, substr($0, 2)}'); kept with the samples in $B"
+}
+
+# --- the benchmarks ---------------------------------------------------------
+
+bench_capture() {
+    local db t base plpgsql queued=""
+    local dbs=(no_trigger plpgsql_outbox capture_only taskevents)
+    declare -A runs=()
+    declare -A label=([no_trigger]="capture: no trigger"
+                      [plpgsql_outbox]="capture: PL/pgSQL outbox trigger (baseline)"
+                      [capture_only]="capture: taskevents, delivery off"
+                      [taskevents]="capture: taskevents, delivering")
+    say "capture: ${ROUNDS} x ${SECS} s each of no trigger, PL/pgSQL trigger, taskevents without and with delivery"
+    sidecar
+    new_db no_trigger
+    new_db plpgsql_outbox
+    psql_ -d plpgsql_outbox -f "$WORK/test/bench/plpgsql_outbox.sql"
+    new_db capture_only taskevents
+    new_db taskevents taskevents
+    for _ in $(seq "$ROUNDS"); do
+        for db in "${dbs[@]}"; do
+            [ $db = capture_only ] && setting enabled off
+            pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" $db > "$B/capture.out" 2>&1
+            runs[$db]+="$(printf '%.0f' "$(tps_of "$B/capture.out")") "
+            if [ $db = capture_only ]; then
+                psql_ -d $db -c 'TRUNCATE taskevents.outbox'
+                setting enabled on
+            elif [ $db = taskevents ]; then     # its backlog is not left to slow the next run
+                queued+="$(q taskevents 'SELECT count(*) FROM taskevents.outbox') "
+                wait_for taskevents 'SELECT count(*) FROM taskevents.outbox' 0
+            fi
+            psql_ -d $db -c 'VACUUM'
+        done
+    done
+    base=$(echo ${runs[no_trigger]} | median)
+    plpgsql=$(echo ${runs[plpgsql_outbox]} | median)
+    for db in "${dbs[@]}"; do
+        t=$(echo ${runs[$db]} | median)
+        case $db in
+            no_trigger) row "${label[$db]}" "$t lifecycles/s" "" capture ;;
+            plpgsql_outbox) row "${label[$db]}" "$t lifecycles/s = $(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.2f", a / b}') x no trigger" "" capture ;;
+            *) row "${label[$db]}" "$t lifecycles/s = $(awk -v a="$t" -v b="$base" -v c="$plpgsql" \
+                   'BEGIN {printf "%.2f x no trigger, %.2f x PL/pgSQL", a / b, a / c}')" ">= 0.85 x no trigger" capture ;;
+        esac
+    done
+    note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, median of $ROUNDS alternating ${SECS} s runs per setup, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued% } (delivered before the next run starts)."
+}
+
+# drain_row LABEL TARGET: BENCH_ROUNDS drains of 20,000 changes, the median rate.
+drain_row() {
+    local rates="" got=""
+    for _ in $(seq "$ROUNDS"); do
+        drain drain 20000 0.01
+        rates+="$(rate 40000) "
+        got+="$D_EVENTS "
+    done
+    row "$1" "$(echo $rates | median) events/s (runs: ${rates% }); sidecar got ${got% }" "$2" drain
+}
+
+bench_drain() {
+    local conc
+    say "drain: ${ROUNDS} x 40,000 events at the default concurrency, at 64, and with bulk publish if there is such a setting"
+    sidecar
+    new_db drain taskevents
+    conc=$(q drain 'SHOW taskevents.concurrency')
+    drain_row "drain 40,000 events, concurrency $conc (default)" ">= 20000 events/s"
+    setting concurrency 64
+    drain_row "drain 40,000 events, concurrency 64" ">= 20000 events/s"
+    setting concurrency DEFAULT
+    if grep -q '"taskevents.bulk"' "$WORK/src/settings.c"; then
+        setting bulk on
+        drain_row "drain 40,000 events, bulk = on, concurrency $conc" ">= 50000 events/s (bulk)"
+        setting bulk DEFAULT
+    else
+        note "drain: no bulk row, this build of taskevents has no taskevents.bulk setting."
+    fi
+    note "drain: 20,000 INSERTs (one INSERT ... SELECT generate_series, 2 events each) queued with taskevents.enabled = off; the time runs from the reload that turns delivery on until taskevents.outbox is empty (polled about every 30 ms); median of $ROUNDS runs per row. \"sidecar got\" is the fake sidecar's own count of the events it received, per run (of 40000). The sidecar is test/sidecar/fakedapr (C, single-threaded epoll), answering 204 at once."
+}
+
+bench_latency() {
+    local n p50 p99 max
+    say "latency: 1,000 changes/s for 20 s"
+    sidecar --record "$B/latency.jsonl"
+    new_db latency taskevents
+    pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" latency > "$B/latency.out" 2>&1
+    wait_for latency 'SELECT count(*) FROM taskevents.outbox' 0
+    read -r n p50 p99 max < <(python3 "$WORK/test/bench/latency.py" "$B/latency.jsonl")
+    row "latency p50, 1,000 changes/s" "$p50 ms" "<= 5 ms" latency
+    row "latency p99, 1,000 changes/s" "$p99 ms" "<= 25 ms" latency
+    row "latency max, 1,000 changes/s" "$max ms" "" latency
+    note "latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions ($(printf '%.0f' "$(tps_of "$B/latency.out")") changes/s achieved); over all $n events, the fake sidecar's receive time (\"t\" in its --record file) minus the CloudEvent's \"time\", which is the capture time inside the transaction, microseconds before the commit of a one-statement transaction. synchronous_commit = off; the worker flushes WAL itself before it sends."
+}
+
+bench_soak() {
+    local pid rows size rss anon vacs pb hwm
+    say "soak: $SOAK s of 500 lifecycles/s, then a drain of 1,000,000 events"
+    sidecar
+    new_db soak taskevents
+    : > "$B/soak.samples"
+    sample() {   # outbox rows, outbox bytes, worker VmRSS and RssAnon (kB), autovacuums of the outbox
+        read -r rows size pid vacs < <(q soak "SELECT count(*), pg_total_relation_size('taskevents.outbox'),
+                                               (SELECT pid FROM taskevents.status),
+                                               (SELECT autovacuum_count FROM pg_stat_user_tables
+                                                 WHERE relid = 'taskevents.outbox'::regclass)
+                                          FROM taskevents.outbox" | tr '|' ' ')
+        read -r rss anon < <(mem "$pid")
+        echo "$rows $size $rss $anon $vacs" >> "$B/soak.samples"
+    }
+    pgbench_ -R 500 -T "$SOAK" -f "$WORK/test/bench/lifecycle.sql" soak > "$B/soak.out" 2>&1 &
+    pb=$!
+    for ((i = 10; i <= SOAK; i += 10)); do sleep 10; sample; done
+    wait $pb
+    [ -s "$B/soak.samples" ] || sample
+    stats() { awk -v c="$1" -v d="$2" -v f="$3" '
+        NR == 1 || $c < lo { lo = $c } NR == 1 || $c > hi { hi = $c } { last = $c }
+        END { printf "min " f " / max " f " / last " f, lo / d, hi / d, last / d }' "$B/soak.samples"; }
+    row "soak ${SOAK} s, 500 lifecycles/s: outbox rows" "$(stats 1 1 %d)" "flat" soak
+    row "soak: outbox size (pg_total_relation_size)" "$(stats 2 1048576 %.2f) MB" "flat" soak
+    row "soak: worker RSS (VmRSS)" "$(stats 3 1024 %.1f) MB" "< 64 MB" soak
+    row "soak: worker private memory (RssAnon)" "$(stats 4 1024 %.1f) MB" "< 64 MB" soak
+    note "soak: pgbench -R 500 -c 2 -j 2 of the capture lifecycle for $SOAK s ($(printf '%.0f' "$(tps_of "$B/soak.out")") lifecycles/s achieved, 8 events each), $(wc -l < "$B/soak.samples") samples, one every 10 s: count(*) of taskevents.outbox, pg_total_relation_size, VmRSS and RssAnon of the worker from /proc/<pid>/status (pid from taskevents.status); autovacuum ran $(tail -1 "$B/soak.samples" | cut -d' ' -f5) times on the outbox (autovacuum_naptime 1 min); samples in $B/soak.samples."
+
+    drain soak 500000 0.2
+    hwm=$(cat "/proc/$pid/status" 2>/dev/null | awk '/^VmHWM/ {print $2}')
+    row "soak: worker peak RSS draining 1,000,000 events" "$(mb "$D_RSS") MB (RssAnon $(mb "$D_ANON") MB)" "< 64 MB" soak
+    row "soak: drain of 1,000,000 events" "$(rate 1000000) events/s ($D_SECS s); sidecar got $D_EVENTS" "" soak
+    note "soak drain: 500,000 INSERTs queued with delivery off, then delivered; worker memory sampled every 0.2 s. VmRSS counts the shared buffers the worker touched (RssShmem); RssAnon is its private memory. The kernel's VmHWM (peak VmRSS over the worker's life) was $(mb "${hwm:-0}") MB."
+}
+
+start_server
+for b in "${BENCHES[@]}"; do "bench_$b"; done
+print_table

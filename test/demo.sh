@@ -12,16 +12,12 @@ as_user mkdir -p "$DEMO"
 
 cleanup() {
     as_user pg_ctl -D "$DEMO/data" -m immediate stop >/dev/null 2>&1 || true
-    [ -n "${SIDECAR_PID:-}" ] && stop_bg "$SIDECAR_PID"
+    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 
 echo "== starting the sidecar (test/sidecar/fakedapr, answers as daprd does)"
-as_user "$WORK/test/sidecar/fakedapr" --port 0 --control-port 0 --record "$DEMO/received.jsonl" \
-    > "$DEMO/sidecar.out" 2>&1 &
-SIDECAR_PID=$!
-for _ in $(seq 50); do grep -q '^port=' "$DEMO/sidecar.out" && break; sleep 0.1; done
-DAPR_PORT=$(sed -n 's/^port=\([0-9]*\).*/\1/p' "$DEMO/sidecar.out")
+start_sidecar "$DEMO" --record "$DEMO/received.jsonl"
 
 echo "== starting PostgreSQL 15 with shared_preload_libraries = 'taskevents'"
 as_user initdb -D "$DEMO/data" -A trust >/dev/null
@@ -35,16 +31,9 @@ CONF
 as_user pg_ctl -D "$DEMO/data" -l "$DEMO/postgresql.log" -w start >/dev/null
 PSQL=(psql -X -q -h "$DEMO" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1)
 
-echo "== a task lifecycle, written by plain SQL"
+echo "== the seed application's task table (test/tasks.sql), then a lifecycle in plain SQL"
+as_user "${PSQL[@]}" -f "$WORK/test/tasks.sql"
 as_user "${PSQL[@]}" -e <<'SQL'
-CREATE TABLE tasks (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id uuid NOT NULL,
-    title text NOT NULL,
-    completed boolean NOT NULL DEFAULT false,
-    due_date timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now());
 CREATE EXTENSION taskevents;
 BEGIN;
 SET LOCAL taskevents.trace_id = 'req-7f3a';

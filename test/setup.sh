@@ -32,11 +32,16 @@ as_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u "$RUN_AS" -- env PATH="$PATH" "$@"; else "$@"; fi
 }
 
-# Stop a background process started through as_user (runuser does not pass
-# signals on to its child, so stop the child first).
-stop_bg() {
-    pkill -TERM -P "$1" 2>/dev/null || true
-    kill "$1" 2>/dev/null || true
+# start_sidecar DIR [fakedapr options]: the bundled Dapr-compatible sidecar in
+# the background (its own process, so that kill stops it); sets SIDECAR_PID,
+# DAPR_PORT and CTL_PORT (its control port).
+start_sidecar() {
+    local dir=$1
+    shift
+    "$WORK/test/sidecar/fakedapr" --port 0 --control-port 0 "$@" > "$dir/sidecar.out" 2>&1 &
+    SIDECAR_PID=$!
+    for _ in $(seq 50); do grep -q '^port=' "$dir/sidecar.out" && break; sleep 0.1; done
+    read -r DAPR_PORT CTL_PORT < <(sed -n 's/^port=\([0-9]*\) control=\([0-9]*\).*/\1 \2/p' "$dir/sidecar.out")
 }
 
 # Copy the tree to a scratch directory owned by $RUN_AS, build and install it.

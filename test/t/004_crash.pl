@@ -88,5 +88,7 @@ $node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $pid FROM
   or die 'worker not restarted';
 check_all_delivered('after SIGTERM');
 
+unlike(slurp_file($node->logfile), qr/ERROR:  xlog flush request/,
+	'the worker never asks to flush WAL past what was written');
 $node->stop;
 done_testing();

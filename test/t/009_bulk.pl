@@ -71,5 +71,7 @@ wait_until('settled', sub { $node->safe_psql('postgres', 'SELECT count(*) FROM t
 is($node->safe_psql('postgres', "SELECT type FROM taskevents.dead_letters"), 'task.created',
 	'a 403 on a bulk request dead-letters its entries');
 
+unlike(slurp_file($node->logfile), qr/ERROR:  xlog flush request/,
+	'the worker never asks to flush WAL past what was written');
 $node->stop;
 done_testing();

@@ -21,19 +21,10 @@ our @EXPORT = qw(new_node start_sidecar wait_until delivered_events tasks_ddl);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
-# The seed application's task table.
+# The seed application's task table (test/tasks.sql).
 sub tasks_ddl
 {
-	return q{
-		CREATE TABLE tasks (
-			id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-			user_id uuid NOT NULL,
-			title text NOT NULL,
-			completed boolean NOT NULL DEFAULT false,
-			due_date timestamptz,
-			created_at timestamptz NOT NULL DEFAULT now(),
-			updated_at timestamptz NOT NULL DEFAULT now());
-	};
+	return PostgreSQL::Test::Utils::slurp_file("$TOP/test/tasks.sql");
 }
 
 # A started node with taskevents preloaded (the settings of the Docker image,

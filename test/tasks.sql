@@ -1,3 +1,4 @@
+-- The seed application's task table (tests, demo, benchmarks).
 CREATE TABLE tasks (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id uuid NOT NULL,
