@@ -109,6 +109,10 @@ use Time::HiRes qw(usleep);
 use PostgreSQL::Test::Utils;
 
 my $count = 0;
+my @started;
+
+# Stop every sidecar when the test ends (DESTROY is not reliable at exit).
+END { $_->stop for @started }
 
 # Start test/sidecar/fakedapr; options: port, token, pubsub, max_body.
 sub start
@@ -119,6 +123,7 @@ sub start
 	$self->{record} = "$PostgreSQL::Test::Utils::tmp_check/fakedapr_$$" . "_$count.jsonl";
 	unlink $self->{record};
 	$self->_launch($opt{port} // 0);
+	push @started, $self;
 	return $self;
 }
 
