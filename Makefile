@@ -17,7 +17,7 @@ OBJS = \
 
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lcurl -luuid
+SHLIB_LINK = -lcurl
 
 # pg_regress: SQL-visible behaviour, on a throw-away instance without the
 # worker (capture only), so the outbox stays exactly as the tests wrote it.

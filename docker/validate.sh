@@ -236,7 +236,7 @@ def _():
 @check("Dockerfile: build stage installs the dev packages and runs make install")
 def _():
     body = " ".join(a for i, a in dockerfile_stages()[0][2] if i == "RUN")
-    for pkg in ("build-essential", "postgresql-server-dev-", "libcurl4-openssl-dev", "uuid-dev"):
+    for pkg in ("build-essential", "postgresql-server-dev-", "libcurl4-openssl-dev"):
         need(pkg in body, f"{pkg} not installed")
     need(re.search(r"make\b[^;&|]*\binstall\b", body), "no `make ... install`")
 

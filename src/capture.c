@@ -16,13 +16,12 @@
  */
 #include "postgres.h"
 
-#include <uuid/uuid.h>
-
 #include "access/relscan.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/pg_prng.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -126,6 +125,24 @@ cap_resolve_map(Trigger *trigger, Relation rel, CapMap *map)
 	map->due_date = found[4];
 }
 
+/*
+ * A random (version 4) UUID from the backend's PRNG, which PostgreSQL seeds
+ * from a strong source at backend start: ids must be unique, not secret, and
+ * this costs no system call (libuuid's random UUIDs cost a getrandom() and a
+ * srandom() each: a third of the trigger's time).
+ */
+static void
+cap_random_uuid(pg_uuid_t *u)
+{
+	uint64		hi = pg_prng_uint64(&pg_global_prng_state);
+	uint64		lo = pg_prng_uint64(&pg_global_prng_state);
+
+	memcpy(u->data, &hi, sizeof(hi));
+	memcpy(u->data + sizeof(hi), &lo, sizeof(lo));
+	u->data[6] = (u->data[6] & 0x0F) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* RFC 4122 variant */
+}
+
 /* The correlation id: taskevents.trace_id, else one fresh UUID per transaction. */
 static char *
 cap_correlation_id(void)
@@ -134,10 +151,11 @@ cap_correlation_id(void)
 		return te_trace_id;
 	if (cap_trace_lxid != TE_CURRENT_LXID())
 	{
-		uuid_t		u;
+		pg_uuid_t	u;
+		StringInfoData s = {cap_trace_id, 0, sizeof(cap_trace_id), 0};
 
-		uuid_generate_random(u);
-		uuid_unparse_lower(u, cap_trace_id);
+		cap_random_uuid(&u);
+		te_append_uuid(&s, &u);
 		cap_trace_lxid = TE_CURRENT_LXID();
 	}
 	return cap_trace_id;
@@ -195,7 +213,6 @@ cap_describe(TeChange *c, const CapMap *map, Relation rel, HeapTuple tuple)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		num;
-	uuid_t		u;
 
 	c->task_id = cap_text(tuple, desc, map->id, &num);
 	if (c->task_id == NULL)
@@ -214,8 +231,7 @@ cap_describe(TeChange *c, const CapMap *map, Relation rel, HeapTuple tuple)
 	c->completed = cap_done(tuple, desc, map->completed);
 	c->due_date = cap_due_date(tuple, desc, map->due_date, &c->due_date_null);
 
-	uuid_generate_random(u);
-	memcpy(c->event_id.data, u, UUID_LEN);
+	cap_random_uuid(&c->event_id);
 	c->changed_at = GetCurrentTimestamp();
 	c->trace_id = cap_correlation_id();
 	c->traceparent = (te_traceparent != NULL && te_traceparent[0] != '\0') ? te_traceparent : NULL;

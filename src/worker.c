@@ -371,6 +371,20 @@ wk_exit_absent(void)
 	proc_exit(0);
 }
 
+/* Exit (telling the launcher) unless the extension is installed here. */
+static void
+wk_require_extension(void)
+{
+	bool		present;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid("taskevents", true));
+	CommitTransactionCommand();
+	if (!present)
+		wk_exit_absent();
+}
+
 /* Should this outcome line be written, or counted into the next summary? */
 static bool
 wk_log_allowed(void)
@@ -1189,6 +1203,7 @@ taskevents_worker_main(Datum arg)
 	 * the outbox was small would scan all of it once it has grown.
 	 */
 	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_USERSET, PGC_S_OVERRIDE);
+	wk_require_extension();
 	te_dapr_configure();
 	wk_set_state(TE_WORKER_DELIVERING, false);
 
@@ -1207,6 +1222,8 @@ taskevents_worker_main(Datum arg)
 
 		if (!te_enabled)
 		{
+			/* idle, but leave when the extension is dropped */
+			wk_require_extension();
 			if (wk_slot->state != TE_WORKER_DISABLED)
 				wk_set_state(TE_WORKER_DISABLED, wk_slot->sidecar_reachable);
 		}

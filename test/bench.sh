@@ -174,13 +174,15 @@ print_table() {
 # --- the benchmarks ---------------------------------------------------------
 
 bench_capture() {
-    local db t base plpgsql queued=""
-    local dbs=(no_trigger plpgsql_outbox capture_only taskevents)
+    local db t base plpgsql
+    local dbs=(no_trigger plpgsql_outbox capture_only taskevents taskevents_bulk)
+    declare -A queued=()
     declare -A runs=()
     declare -A label=([no_trigger]="capture: no trigger"
                       [plpgsql_outbox]="capture: PL/pgSQL outbox trigger (baseline)"
                       [capture_only]="capture: taskevents, delivery off"
-                      [taskevents]="capture: taskevents, delivering")
+                      [taskevents]="capture: taskevents, delivering"
+                      [taskevents_bulk]="capture: taskevents, delivering with bulk = on")
     say "capture: ${ROUNDS} x ${SECS} s each of no trigger, PL/pgSQL trigger, taskevents without and with delivery"
     sidecar
     new_db no_trigger
@@ -188,17 +190,20 @@ bench_capture() {
     psql_ -d plpgsql_outbox -f "$WORK/test/bench/plpgsql_outbox.sql"
     new_db capture_only taskevents
     new_db taskevents taskevents
+    new_db taskevents_bulk taskevents
     for _ in $(seq "$ROUNDS"); do
         for db in "${dbs[@]}"; do
             [ $db = capture_only ] && setting enabled off
+            [ $db = taskevents_bulk ] && setting bulk on
             pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" $db > "$B/capture.out" 2>&1
             runs[$db]+="$(printf '%.0f' "$(tps_of "$B/capture.out")") "
             if [ $db = capture_only ]; then
                 psql_ -d $db -c 'TRUNCATE taskevents.outbox'
                 setting enabled on
-            elif [ $db = taskevents ]; then     # its backlog is not left to slow the next run
-                queued+="$(q taskevents 'SELECT count(*) FROM taskevents.outbox') "
-                wait_for taskevents 'SELECT count(*) FROM taskevents.outbox' 0
+            elif [[ $db = taskevents* ]]; then     # its backlog is not left to slow the next run
+                queued[$db]+="$(q $db 'SELECT count(*) FROM taskevents.outbox') "
+                wait_for $db 'SELECT count(*) FROM taskevents.outbox' 0
+                [ $db = taskevents_bulk ] && setting bulk off
             fi
             psql_ -d $db -c 'VACUUM'
         done
@@ -214,7 +219,7 @@ bench_capture() {
                    'BEGIN {printf "%.2f x no trigger, %.2f x PL/pgSQL", a / b, a / c}')" ">= 0.85 x no trigger" capture ;;
         esac
     done
-    note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, median of $ROUNDS alternating ${SECS} s runs per setup, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued% } (delivered before the next run starts)."
+    note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, median of $ROUNDS alternating ${SECS} s runs per setup, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }, delivering with bulk ${runs[taskevents_bulk]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued[taskevents]% }, with bulk ${queued[taskevents_bulk]% } (delivered before the next run starts)."
 }
 
 # drain_row LABEL TARGET: BENCH_ROUNDS drains of 20,000 changes, the median rate.

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev uuid-dev
+PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
           libipc-run-perl make gcc libc6-dev curl python3 python3-yaml)
 
 # Run a command as root (we may already be root).

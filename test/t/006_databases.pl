@@ -76,5 +76,13 @@ wait_until('the copy delivers', sub { scalar @{ delivered_events($dapr) } == $n 
 is($ret, 0, 'ALTER DATABASE RENAME of a database with a worker succeeds') or diag $stderr;
 wait_until('worker back in the renamed database', sub { workers() eq 'app1,app4' }, 10);
 
+# With delivery disabled, workers still leave databases without the extension.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = off; SELECT pg_reload_conf();');
+$node->restart;
+wait_until('only the databases with the extension keep a worker while disabled',
+	sub { workers() eq 'app1,app4' }, 10);
+$node->safe_psql('app1', 'DROP EXTENSION taskevents;');
+wait_until('DROP EXTENSION ends a disabled worker too', sub { workers() eq 'app4' }, 10);
+
 $node->stop;
 done_testing();
