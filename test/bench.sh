@@ -5,8 +5,9 @@
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
 #          complete, delete as four transactions), pgbench -M prepared -c 2,
-#          synchronous_commit = off so CPU shows; median lifecycles/s of
-#          alternating runs (BENCH_ROUNDS x BENCH_SECONDS, 3 x 10 s) with no
+#          synchronous_commit = off so CPU shows; BENCH_ROUNDS (9) rounds of
+#          alternating BENCH_SECONDS (5 s) runs, each setup's ratio the median
+#          over rounds of its run against the round's no-trigger run; with no
 #          trigger, a PL/pgSQL outbox trigger (the baseline), and taskevents
 #          with delivery off and delivering to the sidecar.
 # drain    20,000 INSERTs (40,000 events) queued with delivery off, then timed
@@ -25,8 +26,8 @@ BENCHES=("$@")
 for b in "${BENCHES[@]}"; do
     [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
 done
-SECS=${BENCH_SECONDS:-10}
-ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-9}
 SOAK=${BENCH_SOAK_SECONDS:-600}
 PGPORT=54330
 
@@ -38,19 +39,13 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the throw-away server and the fake sidecar -----------------------------
 
-start_server() {
-    as_user initdb -D "$B/data" -A trust >/dev/null
-    cat >> "$B/data/postgresql.conf" <<CONF
-include '$WORK/docker/postgresql.taskevents.conf'
-port = $PGPORT
-listen_addresses = ''
-unix_socket_directories = '$B'
+bench_server() {
+    start_server "$B" "$PGPORT" <<CONF
 synchronous_commit = off
 shared_buffers = '512MB'
 max_wal_size = '4GB'
 checkpoint_timeout = '30min'
 CONF
-    as_user pg_ctl -D "$B/data" -l "$B/postgresql.log" -w start >/dev/null
 }
 
 # Leaves only the logs and samples, in $B.
@@ -176,7 +171,7 @@ print_table() {
 bench_capture() {
     local db t base plpgsql
     local dbs=(no_trigger plpgsql_outbox capture_only taskevents taskevents_bulk)
-    declare -A queued=()
+    declare -A queued=() ratios=()
     declare -A runs=()
     declare -A label=([no_trigger]="capture: no trigger"
                       [plpgsql_outbox]="capture: PL/pgSQL outbox trigger (baseline)"
@@ -196,7 +191,12 @@ bench_capture() {
             [ $db = capture_only ] && setting enabled off
             [ $db = taskevents_bulk ] && setting bulk on
             pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" $db > "$B/capture.out" 2>&1
-            runs[$db]+="$(printf '%.0f' "$(tps_of "$B/capture.out")") "
+            t=$(printf '%.0f' "$(tps_of "$B/capture.out")")
+            runs[$db]+="$t "
+            [ $db = no_trigger ] && base=$t
+            # this round's ratio to the no-trigger run just before: the machine's
+            # speed drifts between rounds, so ratios of neighbours are steadier
+            ratios[$db]+="$(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.3f", a / b}') "
             if [ $db = capture_only ]; then
                 psql_ -d $db -c 'TRUNCATE taskevents.outbox'
                 setting enabled on
@@ -208,18 +208,18 @@ bench_capture() {
             psql_ -d $db -c 'VACUUM'
         done
     done
-    base=$(echo ${runs[no_trigger]} | median)
-    plpgsql=$(echo ${runs[plpgsql_outbox]} | median)
+    plpgsql=$(echo ${ratios[plpgsql_outbox]} | median)
     for db in "${dbs[@]}"; do
         t=$(echo ${runs[$db]} | median)
+        r=$(echo ${ratios[$db]} | median)
         case $db in
             no_trigger) row "${label[$db]}" "$t lifecycles/s" "" capture ;;
-            plpgsql_outbox) row "${label[$db]}" "$t lifecycles/s = $(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.2f", a / b}') x no trigger" "" capture ;;
-            *) row "${label[$db]}" "$t lifecycles/s = $(awk -v a="$t" -v b="$base" -v c="$plpgsql" \
-                   'BEGIN {printf "%.2f x no trigger, %.2f x PL/pgSQL", a / b, a / c}')" ">= 0.85 x no trigger" capture ;;
+            plpgsql_outbox) row "${label[$db]}" "$t lifecycles/s; $(printf '%.2f' "$r") x no trigger" "" capture ;;
+            *) row "${label[$db]}" "$t lifecycles/s; $(awk -v r="$r" -v p="$plpgsql" \
+                   'BEGIN {printf "%.2f x no trigger, %.2f x PL/pgSQL", r, r / p}')" ">= 0.85 x no trigger" capture ;;
         esac
     done
-    note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, median of $ROUNDS alternating ${SECS} s runs per setup, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }, delivering with bulk ${runs[taskevents_bulk]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued[taskevents]% }, with bulk ${queued[taskevents_bulk]% } (delivered before the next run starts)."
+    note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, $ROUNDS rounds of alternating ${SECS} s runs, one per setup; a ratio is the median over rounds of each run's lifecycles/s over the no-trigger run of its round, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }, delivering with bulk ${runs[taskevents_bulk]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued[taskevents]% }, with bulk ${queued[taskevents_bulk]% } (delivered before the next run starts)."
 }
 
 # drain_row LABEL TARGET: BENCH_ROUNDS drains of 20,000 changes, the median rate.
@@ -303,6 +303,6 @@ bench_soak() {
     note "soak drain: 500,000 INSERTs queued with delivery off, then delivered; worker memory sampled every 0.2 s. VmRSS counts the shared buffers the worker touched (RssShmem); RssAnon is its private memory. The kernel's VmHWM (peak VmRSS over the worker's life) was $(mb "${hwm:-0}") MB."
 }
 
-start_server
+bench_server
 for b in "${BENCHES[@]}"; do "bench_$b"; done
 print_table

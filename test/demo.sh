@@ -20,15 +20,9 @@ echo "== starting the sidecar (test/sidecar/fakedapr, answers as daprd does)"
 start_sidecar "$DEMO" --record "$DEMO/received.jsonl"
 
 echo "== starting PostgreSQL 15 with shared_preload_libraries = 'taskevents'"
-as_user initdb -D "$DEMO/data" -A trust >/dev/null
-cat >> "$DEMO/data/postgresql.conf" <<CONF
-include '$WORK/docker/postgresql.taskevents.conf'
-port = $PGPORT
-listen_addresses = ''
-unix_socket_directories = '$DEMO'
+start_server "$DEMO" "$PGPORT" <<CONF
 taskevents.port = $DAPR_PORT
 CONF
-as_user pg_ctl -D "$DEMO/data" -l "$DEMO/postgresql.log" -w start >/dev/null
 PSQL=(psql -X -q -h "$DEMO" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1)
 
 echo "== the seed application's task table (test/tasks.sql), then a lifecycle in plain SQL"

@@ -32,6 +32,20 @@ as_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u "$RUN_AS" -- env PATH="$PATH" "$@"; else "$@"; fi
 }
 
+# start_server DIR PORT: a throw-away PostgreSQL in DIR/data run by $RUN_AS,
+# on a socket in DIR only, with the Docker image's settings file
+# (docker/postgresql.taskevents.conf) and the lines given on standard input.
+start_server() {
+    local dir=$1 port=$2
+    as_user initdb -D "$dir/data" -A trust >/dev/null
+    { echo "include '$WORK/docker/postgresql.taskevents.conf'"
+      echo "port = $port"
+      echo "listen_addresses = ''"
+      echo "unix_socket_directories = '$dir'"
+      cat; } >> "$dir/data/postgresql.conf"
+    as_user pg_ctl -D "$dir/data" -l "$dir/postgresql.log" -w start >/dev/null
+}
+
 # start_sidecar DIR [fakedapr options]: the bundled Dapr-compatible sidecar in
 # the background (its own process, so that kill stops it); sets SIDECAR_PID,
 # DAPR_PORT and CTL_PORT (its control port).
