@@ -40,8 +40,7 @@ is($node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status'), '
 is(scalar @{ $dapr->records }, 0, 'nothing sent while disabled');
 
 $node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = on; SELECT pg_reload_conf();');
-wait_until('all events delivered',
-	sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'all events delivered');
 
 my @got = @{ delivered_events($dapr) };
 is(scalar @got, 16, 'the sidecar received 16 events');

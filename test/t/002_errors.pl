@@ -27,8 +27,7 @@ sub one_task
 	my $retried = $node->safe_psql('postgres', 'SELECT retried FROM taskevents.status');
 	$node->safe_psql('postgres',
 		"INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'case $n')");
-	wait_until("case $n settled",
-		sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+	wait_drained($node, "case $n settled");
 	$dapr->mode(mode => 'ok');
 	my @got = @{ delivered_events($dapr) };
 	return {
@@ -117,8 +116,7 @@ for my $case (
 	my $r;
 	$node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
 	$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), repeat('x', 5 * 1024 * 1024))");
-	wait_until('oversized event settled',
-		sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+	wait_drained($node, 'oversized event settled');
 	like($node->safe_psql('postgres', 'SELECT string_agg(last_error, \',\') FROM taskevents.dead_letters'),
 		qr/over taskevents.max_body_size/, 'a 5 MB event is a dead letter without being sent');
 
@@ -126,8 +124,7 @@ for my $case (
 	$r = one_task(mode => 'ok');
 	$node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
 	$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), repeat('y', 5 * 1024 * 1024))");
-	wait_until('oversized event answered by the sidecar',
-		sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+	wait_drained($node, 'oversized event answered by the sidecar');
 	like($node->safe_psql('postgres', 'SELECT string_agg(last_status || \' \' || last_error, \',\') FROM taskevents.dead_letters'),
 		qr/^500 HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE: .*stream too large/,
 		'daprd\'s body limit answer (500 ... stream too large) is permanent');

@@ -28,8 +28,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox'), '20',
 
 my $dapr = start_sidecar(port => $port);
 my $back = time;
-wait_until('delivered after the sidecar came', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+wait_drained($node, 'delivered after the sidecar came', 10);
 my $took = time - $back;
 note sprintf('resumed and drained %.2f s after the sidecar started', $took);
 is(scalar @{ delivered_events($dapr) }, 40, 'all 40 events delivered once the sidecar is there');
@@ -49,8 +48,7 @@ ok(1, 'writes succeed while the sidecar refuses connections');
 wait_until('paused again', sub {
 	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ });
 $dapr->mode(mode => 'ok');
-wait_until('drained after the outage', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+wait_drained($node, 'drained after the outage', 10);
 is(scalar @{ delivered_events($dapr) }, 40 + 100 + 140, 'every event of the outage delivered');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters');
 
@@ -65,8 +63,7 @@ is($out, 'written', 'writes finish while every request hangs');
 wait_until('paused on a hanging sidecar', sub {
 	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ }, 15);
 $dapr->mode(mode => 'ok');
-wait_until('drained after the hang', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+wait_drained($node, 'drained after the hang', 10);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters after the hang');
 
 # Only one kind of summary during a long outage, not a line per event.
@@ -79,8 +76,7 @@ $dapr->stop;
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'across restart')");
 sleep 1;
 $dapr->restart;
-wait_until('delivered after the sidecar restarted', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 10);
+wait_drained($node, 'delivered after the sidecar restarted', 10);
 
 $node->stop;
 done_testing();

@@ -21,8 +21,7 @@ $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 sub check_all_delivered
 {
 	my ($what) = @_;
-	wait_until("$what: outbox drained", sub {
-		$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 60);
+	wait_drained($node, "$what: outbox drained", 60);
 	my (%body, %types, $conflicts);
 	for my $r (@{ delivered_events($dapr) })
 	{

@@ -28,8 +28,7 @@ for my $step (0 .. 3)
 	}
 }
 $node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = on; SELECT pg_reload_conf();');
-wait_until('all delivered', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'all delivered');
 
 my @got = @{ delivered_events($dapr) };
 is(scalar @got, 40, '5 tasks x 4 changes x 2 events delivered');

@@ -30,8 +30,7 @@ is(scalar @{ delivered_events($dapr) }, 0, 'nothing delivered from the standby')
 
 $primary->stop;
 $standby->promote;
-wait_until('promoted standby delivers the replicated outbox', sub {
-	$standby->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($standby, 'promoted standby delivers the replicated outbox');
 is(scalar @{ delivered_events($dapr) }, 20, 'all 20 events delivered after promotion');
 
 $standby->stop;

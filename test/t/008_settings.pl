@@ -15,8 +15,7 @@ $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 
 # dapr_enabled = off: logged at DEBUG1 and marked done, no HTTP call.
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'not sent')");
-wait_until('marked done without Dapr', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'marked done without Dapr');
 is($dapr->stats->{requests}, 0, 'dapr_enabled = off: no request reached the sidecar');
 ok($node->log_contains(qr/dapr_enabled=off event_type=task\.created .*"title":"not sent"/),
 	'the event is logged instead');
@@ -25,7 +24,7 @@ ok($node->log_contains(qr/dapr_enabled=off event_type=task\.created .*"title":"n
 $node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.dapr_enabled = on; SELECT pg_reload_conf();');
 sleep 1;
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'no token')");
-wait_until('settled', sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'settled');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters WHERE last_status = 401'), '2',
 	'without the token: 401, dead letters');
 
@@ -90,7 +89,7 @@ is($e->{event}{source}, 'db/tasks', 'source setting used');
 $node->safe_psql('postgres', "ALTER SYSTEM SET taskevents.retention = '1h'; SELECT pg_reload_conf();");
 sleep 1;
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'kept')");
-wait_until('delivered', sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'delivered');
 is($node->safe_psql('postgres', "SELECT title FROM taskevents.delivered"), 'kept',
 	'with retention, the delivered change is kept');
 

@@ -28,8 +28,7 @@ is(scalar keys %expected, 1200, '1,200 events queued');
 my $slow = $node->safe_psql('postgres', 'SELECT id FROM tasks ORDER BY id LIMIT 1');
 $dapr->mode(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE', count => 2, match => $slow);
 $node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = on; SELECT pg_reload_conf();');
-wait_until('all delivered', sub {
-	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'all delivered');
 
 my @recs = @{ $dapr->records };
 my @bulk = grep { $_->{path} =~ m{^/v1\.0/publish/bulk/pubsub-kafka/} } @recs;
@@ -67,7 +66,7 @@ is($node->safe_psql('postgres', 'SELECT retried FROM taskevents.status'), '2', '
 # A request-level error applies to every entry.
 $dapr->mode(mode => 'fail', status => 403, code => 'ERR_PUBSUB_FORBIDDEN', count => 1);
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'forbidden')");
-wait_until('settled', sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' });
+wait_drained($node, 'settled');
 is($node->safe_psql('postgres', "SELECT type FROM taskevents.dead_letters"), 'task.created',
 	'a 403 on a bulk request dead-letters its entries');
 

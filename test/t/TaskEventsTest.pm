@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(new_node start_sidecar wait_until delivered_events tasks_ddl);
+our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
@@ -61,6 +61,14 @@ sub wait_until
 	}
 	fail("timed out waiting for: $what");
 	return 0;
+}
+
+# Wait until the node's outbox is empty: every change delivered or dead.
+sub wait_drained
+{
+	my ($node, $what, $timeout) = @_;
+	return wait_until($what, sub {
+		$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, $timeout);
 }
 
 sub start_sidecar
