@@ -22,13 +22,11 @@
 #define TE_CURRENT_LXID() (MyProc->lxid)
 #endif
 
-/* Latch of the process with the given PGPROC number. */
+/* This backend's PGPROC number, to find its latch from another process. */
 #if PG_VERSION_NUM >= 170000
 #define TE_PROC_NUMBER() (MyProcNumber)
 #else
 #define TE_PROC_NUMBER() (MyProc->pgprocno)
 #endif
-
-/* Background worker type strings grew bgw_type in 11; nothing to do since. */
 
 #endif							/* TASKEVENTS_COMPAT_H */
