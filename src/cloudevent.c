@@ -277,16 +277,17 @@ void
 te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)
 {
 	pg_uuid_t	id;
+	char		when[64];
+	StringInfoData w = {when, 0, sizeof(when), 0};
 
 	te_event_id(c, ev->slot, &id);
+	te_append_timestamp(&w, c->changed_at);	/* "time" and data's "timestamp" */
 
 	appendStringInfoString(buf, "{\"specversion\":\"1.0\",\"id\":\"");
 	te_append_uuid(buf, &id);
 	appendStringInfoString(buf, "\",\"source\":");
 	escape_json(buf, te_source);
-	appendStringInfo(buf, ",\"type\":\"%s\",\"time\":\"", ev->type);
-	te_append_timestamp(buf, c->changed_at);
-	appendStringInfoString(buf, "\",\"subject\":");
+	appendStringInfo(buf, ",\"type\":\"%s\",\"time\":\"%s\",\"subject\":", ev->type, when);
 	escape_json(buf, c->task_id);
 	appendStringInfoString(buf, ",\"datacontenttype\":\"application/json\",\"traceid\":");
 	escape_json(buf, c->trace_id);
@@ -331,7 +332,5 @@ te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)
 		}
 	}
 
-	appendStringInfoString(buf, ",\"timestamp\":\"");
-	te_append_timestamp(buf, c->changed_at);
-	appendStringInfoString(buf, "\"}}");
+	appendStringInfo(buf, ",\"timestamp\":\"%s\"}}", when);
 }
