@@ -65,6 +65,7 @@ PGDLLEXPORT void taskevents_worker_main(Datum arg);
 typedef struct WkRow
 {
 	TeChange	c;
+	int			slots;			/* slots of the change's events */
 	int			done;			/* slots delivered or dead-lettered */
 	int			attempts;		/* failed attempts of its next event */
 	bool		in_retry;		/* has a row in taskevents.retry */
@@ -431,19 +432,6 @@ wk_log_outcome(int elevel, const char *outcome, WkEvent *e, int attempt)
 	pfree(id.data);
 }
 
-/* Slots of the events a change has. */
-static int
-wk_slots_of(const TeChange *c)
-{
-	TeEvent		evs[TE_MAX_EVENTS];
-	int			n = te_change_events(c, evs);
-	int			mask = 0;
-
-	for (int i = 0; i < n; i++)
-		mask |= 1 << evs[i].slot;
-	return mask;
-}
-
 /* Text in the server encoding as UTF-8 (what is sent); sets *len. */
 static const char *
 wk_utf8(const char *s, size_t *len)
@@ -476,8 +464,6 @@ wk_prepare(WkEvent *e, size_t len)
 	e->req.topic = e->topic;
 	e->req.partition_key = e->task_id;
 	e->req.owner = e;
-	e->req.status = 0;
-	e->req.error[0] = '\0';
 }
 
 /*
@@ -583,6 +569,7 @@ wk_claim(WkRound *r, long *sleep_ms)
 			bool		found;
 			WkTail	   *ent;
 
+			row->slots |= 1 << evs[k].slot;
 			if (row->done & (1 << evs[k].slot))
 				continue;
 			e = palloc0(sizeof(WkEvent));
@@ -915,7 +902,7 @@ wk_record(WkRound *r)
 	m = 0;
 	for (int i = 0; i < r->nrows; i++)
 	{
-		if (r->rows[i].done != wk_slots_of(&r->rows[i].c))
+		if (r->rows[i].done != r->rows[i].slots)
 			continue;
 		a[0][n++] = Int64GetDatum(r->rows[i].c.seq);
 		if (r->rows[i].in_retry)
@@ -941,7 +928,7 @@ wk_record(WkRound *r)
 	{
 		WkRow	   *row = &r->rows[i];
 
-		if (!row->dirty || row->done == wk_slots_of(&row->c))
+		if (!row->dirty || row->done == row->slots)
 			continue;
 		a[0][n] = Int64GetDatum(row->c.seq);
 		a[1][n] = CStringGetTextDatum(row->c.task_id);
