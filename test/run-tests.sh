@@ -17,7 +17,7 @@ echo "== docker/validate.sh: deployment files"
 as_user bash docker/validate.sh || failed+=(docker)
 
 echo "== pg_regress and TAP"
-if ! as_user make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config installcheck; then
+if ! as_user make -s installcheck; then
     failed+=(installcheck)
     for f in regression.diffs; do [ -f "$f" ] && cat "$f"; done
     for f in tmp_check/log/regress_log_*; do

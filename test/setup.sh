@@ -23,7 +23,6 @@ ensure_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-    export PATH="/usr/lib/postgresql/15/bin:$PATH"
 }
 
 # The unprivileged user that runs the servers (PostgreSQL refuses root).
@@ -58,13 +57,25 @@ start_sidecar() {
     read -r DAPR_PORT CTL_PORT < <(sed -n 's/^port=\([0-9]*\) control=\([0-9]*\).*/\1 \2/p' "$dir/sidecar.out")
 }
 
-# Copy the tree to a scratch directory owned by $RUN_AS, build and install it.
+# Copy the tree to a scratch directory owned by $RUN_AS, build it, and
+# install it into a private copy of PostgreSQL ($WORK/pg, which PostgreSQL's
+# relocatable paths make a complete installation): runs side by side never
+# overwrite each other's extension, and the system's PostgreSQL is untouched.
+# Sets PG_CONFIG and puts that copy's programs first on PATH.
 build_and_install() {
+    local sys=/usr/lib/postgresql/15/bin/pg_config
     WORK=$(mktemp -d /tmp/taskevents.XXXXXX)
     tar -C "$TOP" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
     echo "== building in $WORK"
-    make -s -C "$WORK" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
-    as_root make -s -C "$WORK" PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install >/dev/null
+    for d in "$($sys --bindir)/.." "$($sys --sharedir)" "$($sys --includedir-server)/../.."; do
+        d=$(realpath "$d")
+        mkdir -p "$WORK/pg$(dirname "$d")"
+        cp -a "$d" "$WORK/pg$d"
+    done
+    PG_CONFIG="$WORK/pg$($sys --bindir)/pg_config"
+    export PG_CONFIG PATH="$("$PG_CONFIG" --bindir):$PATH"
+    make -s -C "$WORK" >/dev/null
+    make -s -C "$WORK" install >/dev/null
     make -s -C "$WORK/test/sidecar" >/dev/null
     [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" "$WORK"
     return 0
