@@ -2,7 +2,7 @@
 # through a Dapr sidecar.  Built with PGXS: make && make install.
 
 EXTENSION = taskevents
-DATA = sql/taskevents--1.0.sql
+DATA = sql/taskevents--1.0.sql sql/taskevents--1.0--1.1.sql
 MODULE_big = taskevents
 OBJS = \
 	src/taskevents.o \
@@ -12,6 +12,7 @@ OBJS = \
 	src/cloudevent.o \
 	src/shared.o \
 	src/dapr.o \
+	src/queue.o \
 	src/worker.o \
 	src/launcher.o
 

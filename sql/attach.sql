@@ -1,6 +1,6 @@
 -- Attaching tables of the task shape, with column mapping and clear errors.
 SET client_min_messages = notice;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- Another naming, integer ids, text user ids, a date due date, no bookkeeping
 CREATE TABLE todo (
@@ -22,7 +22,7 @@ DELETE FROM todo;
 SELECT p.type, ((p.event::jsonb)->'data') - 'timestamp' AS data, p.event->>'subject' AS subject
   FROM taskevents.outbox o, LATERAL taskevents.preview(o.seq) WITH ORDINALITY p(event_id, type, topic, delivered, event, n)
  ORDER BY o.seq, p.n;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- No due date column: no reminders, a NOTICE says so
 CREATE TABLE plain (id uuid PRIMARY KEY, user_id uuid, title text, completed boolean);
@@ -30,10 +30,10 @@ SELECT taskevents.attach('plain');
 INSERT INTO plain VALUES ('00000000-0000-4000-8000-00000000a001', NULL, NULL, NULL);
 SELECT p.type, ((p.event::jsonb)->'data') - 'timestamp' AS data
   FROM taskevents.outbox o, LATERAL taskevents.preview(o.seq) p ORDER BY p.type;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- Errors name what is wrong, and attach nothing
-CREATE TABLE wrong (id uuid, user_id uuid, name text, completed boolean);
+CREATE TABLE wrong (id uuid PRIMARY KEY, user_id uuid, name text, completed boolean);
 SELECT taskevents.attach('wrong');
 SELECT taskevents.attach('wrong', title => 'name', user_id => 'owner');
 SELECT taskevents.attach('wrong', title => 'name', due_date => 'deadline');
@@ -44,6 +44,19 @@ SELECT taskevents.attach(NULL);
 CREATE VIEW a_view AS SELECT * FROM tasks;
 SELECT taskevents.attach('a_view');
 SELECT count(*) AS wrong_attached FROM taskevents.attachments WHERE "table" IN ('wrong'::regclass, 'a_view'::regclass);
+
+-- The id must be unique and not null: per-task order follows it
+CREATE TABLE loose (id uuid, user_id uuid, title text, completed boolean);
+SELECT taskevents.attach('loose');
+CREATE UNIQUE INDEX ON loose (id, user_id);
+SELECT taskevents.attach('loose');
+CREATE UNIQUE INDEX ON loose (id) WHERE completed;
+SELECT taskevents.attach('loose');
+CREATE UNIQUE INDEX ON loose (id);
+SELECT taskevents.attach('loose');
+ALTER TABLE loose ALTER COLUMN id SET NOT NULL;
+SELECT taskevents.attach('loose');
+SELECT "table", id FROM taskevents.attachments WHERE "table" = 'loose'::regclass;
 
 -- Attaching again replaces the mapping; detach stops capture
 SELECT taskevents.attach('wrong', title => 'name');
@@ -60,13 +73,13 @@ SELECT count(*) AS rows_written FROM plain WHERE id = '00000000-0000-4000-8000-0
 SELECT taskevents.attach('plain', title => 'heading');
 INSERT INTO plain VALUES ('00000000-0000-4000-8000-00000000a002', NULL, 'captured', false);
 SELECT count(*) AS captured FROM taskevents.outbox;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- The capture functions refuse to run as anything but their triggers
 CREATE TRIGGER misuse BEFORE INSERT ON wrong FOR EACH ROW EXECUTE FUNCTION taskevents.capture('id', 'user_id', 'name', 'completed', '');
 INSERT INTO wrong VALUES (gen_random_uuid(), NULL, 'x', false);
 DROP TRIGGER misuse ON wrong;
 
-DROP TABLE todo, plain, wrong;
+DROP TABLE todo, plain, wrong, loose;
 DROP VIEW a_view;
 SELECT count(*) AS attachments FROM taskevents.attachments;

@@ -1,13 +1,17 @@
 -- Which changes become which events (SPEC §2), one outbox row per change.
 SET client_min_messages = warning;
-TRUNCATE taskevents.outbox;
--- take(): the queued events, in publishing order, removed from the outbox
+CALL clear_queue();
+-- take(): the queued events, in publishing order, removed from the queue
 CREATE FUNCTION take() RETURNS TABLE (type text, topic text, action text, changes jsonb)
-LANGUAGE sql AS $$
-    WITH o AS (DELETE FROM taskevents.outbox RETURNING *)
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
     SELECT e.type, e.topic, (e.event::jsonb)->'data'->>'action', (e.event::jsonb)->'data'->'changes'
-      FROM o, LATERAL taskevents._cloudevents(o, 0) WITH ORDINALITY AS e(event_id, type, topic, delivered, event, n)
-     ORDER BY o.seq, e.n
+      FROM taskevents.outbox o,
+           LATERAL taskevents._cloudevents(o, 0) WITH ORDINALITY AS e(event_id, type, topic, delivered, event, n)
+     ORDER BY o.seq, e.n;
+    CALL clear_queue();
+END
 $$;
 
 -- INSERT without and with a due date
@@ -74,4 +78,4 @@ UPDATE tasks SET completed = true WHERE title LIKE 'bulk%';
 DELETE FROM tasks WHERE title LIKE 'bulk%';
 SELECT t.task_id, s.type FROM taskevents.outbox t, LATERAL taskevents.preview(t.seq) WITH ORDINALITY s
  ORDER BY t.seq, s.ordinality;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();

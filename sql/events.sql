@@ -1,6 +1,6 @@
 -- The CloudEvent envelope and its data (SPEC §2), values and escaping.
 SET client_min_messages = warning;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 CREATE TEMP VIEW ce AS
 SELECT o.seq, p.n, p.event_id, p.type, p.topic, p.event::jsonb AS e, p.event::text AS raw
   FROM taskevents.outbox o,
@@ -27,7 +27,7 @@ SELECT bool_and(e->>'time' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$') AS rfc3
   FROM ce;
 -- the body is compact JSON exactly as sent (no spaces added)
 SELECT raw LIKE '{"specversion":"1.0","id":"%' AS compact FROM ce ORDER BY n LIMIT 1;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- Without taskevents.trace_id: one fresh id per transaction, shared by its events
 BEGIN;
@@ -40,7 +40,7 @@ SELECT count(DISTINCT e->>'traceid') AS trace_ids, count(*) AS events,
        bool_and(NOT e ? 'traceparent') AS no_traceparent
   FROM ce;
 SELECT count(DISTINCT e->>'traceid') AS per_transaction FROM ce WHERE e->>'subject' = '00000000-0000-4000-8000-00000000e002';
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 DELETE FROM tasks;
 
 -- A traceparent that is not W3C trace context is refused
@@ -62,7 +62,7 @@ UPDATE tasks SET title = E'line1\nline2 "q"' ;
 SELECT e->'data'->'changes'->'title'->>'old' = E'say "hi" \\ back\\slash\nnew line\ttab \x01\x1f bell\x07 é 😀 </script>' AS old_exact,
        e->'data'->'changes'->'title'->>'new' = E'line1\nline2 "q"' AS new_exact
   FROM ce WHERE type = 'task.updated';
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- A megabyte of title
 UPDATE tasks SET title = repeat('é"\', 350000);
@@ -70,7 +70,7 @@ SELECT length(e->'data'->>'title') AS title_chars,
        e->'data'->>'title' = (SELECT title FROM tasks) AS exact,
        octet_length(raw) > 2000000 AS big_body
   FROM ce WHERE type = 'task.updated';
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 DELETE FROM tasks;
 
 -- Values keep their JSON types in "changes": other columns count as task fields
@@ -78,14 +78,14 @@ ALTER TABLE tasks ADD COLUMN priority integer, ADD COLUMN estimate numeric,
     ADD COLUMN tags text[], ADD COLUMN meta jsonb, ADD COLUMN ratio float8, ADD COLUMN day date,
     ADD COLUMN at timestamp;
 INSERT INTO tasks (id, user_id, title) VALUES ('00000000-0000-4000-8000-00000000e005', gen_random_uuid(), 'typed');
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 UPDATE tasks SET priority = 3, estimate = 1.50, tags = '{a,"b c"}', meta = '{"k": [1, true, null]}',
     ratio = 'NaN', day = '2030-05-06', at = '2030-05-06 07:08:09.123';
 SELECT jsonb_pretty(e->'data'->'changes') FROM ce WHERE type = 'task.updated';
 SELECT raw LIKE '%"priority":{"old":null,"new":3}%' AS bare_number,
        raw LIKE '%"estimate":{"old":null,"new":1.50}%' AS numeric_as_written
   FROM ce WHERE type = 'task.updated';
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 DELETE FROM tasks;
 ALTER TABLE tasks DROP COLUMN priority, DROP COLUMN estimate, DROP COLUMN tags, DROP COLUMN meta,
     DROP COLUMN ratio, DROP COLUMN day, DROP COLUMN at;
@@ -93,5 +93,5 @@ ALTER TABLE tasks DROP COLUMN priority, DROP COLUMN estimate, DROP COLUMN tags, 
 INSERT INTO tasks (id, user_id, title) VALUES ('00000000-0000-4000-8000-00000000e006', gen_random_uuid(), 'after drop');
 UPDATE tasks SET title = 'after drop 2';
 SELECT type, e->'data'->'changes' AS changes FROM ce ORDER BY seq, n;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 DELETE FROM tasks;

@@ -42,5 +42,8 @@ SELECT "table", title FROM taskevents.attachments;
 DROP EXTENSION taskevents;
 ALTER TABLE tasks RENAME COLUMN name TO title;
 
--- Left installed for the tests that follow.
+-- Left installed for the tests that follow, with a helper that empties the queue.
 CREATE EXTENSION taskevents;
+CREATE PROCEDURE clear_queue() LANGUAGE sql AS $$
+    TRUNCATE taskevents.queue_0, taskevents.queue_1, taskevents.queue_2, taskevents.retry
+$$;

@@ -1,6 +1,6 @@
 -- The preview function, the pending view, dead letters and status, without a worker.
 SET client_min_messages = warning;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 INSERT INTO tasks (id, user_id, title, due_date) VALUES
     ('00000000-0000-4000-8000-00000000c001', '00000000-0000-4000-8000-0000000000aa', 'preview me', '2030-01-01Z');
 SELECT type, topic, delivered, event->'data'->>'action' AS action
@@ -8,17 +8,17 @@ SELECT type, topic, delivered, event->'data'->>'action' AS action
 SELECT count(*) AS nothing_for_unknown_seq FROM taskevents.preview(-1);
 
 -- Partly delivered changes show which events remain
-INSERT INTO taskevents.retry (seq, task_id, done, attempts, next_attempt_at, last_status, last_error)
-SELECT seq, task_id, 1, 2, now() + interval '1 minute', 500, 'HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE'
-  FROM taskevents.outbox;
+INSERT INTO taskevents.retry
+SELECT o.*, 1, 2, now() + interval '1 minute', 500, 'HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE'
+  FROM taskevents.outbox o;
+TRUNCATE taskevents.queue_0, taskevents.queue_1, taskevents.queue_2;
 SELECT type, delivered FROM taskevents.preview((SELECT min(seq) FROM taskevents.outbox));
 SELECT type, topic, attempts, last_error FROM taskevents.pending ORDER BY seq, type;
 
 -- Status: the queue and the missing preload
 SELECT database, worker_state, queue_depth, oldest_waiting_age IS NOT NULL AS has_age, dead_letters
   FROM taskevents.status;
-DELETE FROM taskevents.retry;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 
 -- Dead letters: shown as JSON, re-queued and dropped by id or all at once
 INSERT INTO taskevents.dead_letter (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)

@@ -2,7 +2,7 @@
 -- it can neither read nor write the outbox, the dead letters or the settings
 -- that name the endpoint.
 SET client_min_messages = warning;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 CREATE ROLE app_writer LOGIN;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tasks TO app_writer;
 SET ROLE app_writer;
@@ -10,7 +10,7 @@ INSERT INTO tasks (id, user_id, title) VALUES ('00000000-0000-4000-8000-00000000
 UPDATE tasks SET completed = true;
 DELETE FROM tasks;
 SELECT count(*) FROM taskevents.outbox;
-INSERT INTO taskevents.outbox (seq, event_id, events, changed_at, task_id, trace_id)
+INSERT INTO taskevents.queue_0 (seq, event_id, events, changed_at, task_id, trace_id)
     VALUES (1, gen_random_uuid(), 1, now(), 'x', 'y');
 DELETE FROM taskevents.outbox;
 SELECT * FROM taskevents.dead_letters;
@@ -29,13 +29,20 @@ SET taskevents.trace_id = 'from-the-app';
 RESET ROLE;
 SELECT count(*) AS captured FROM taskevents.outbox;
 
--- pg_monitor members see the status, not the endpoint
+-- pg_monitor members see the status, not the endpoint, and no event contents
 CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
 SET ROLE monitor;
 SELECT database, queue_depth FROM taskevents.status;
+SELECT count(*) FROM taskevents.workers;
 SELECT count(*) FROM taskevents.dead_letters;
+SELECT count(*) FROM taskevents.dead_letter;
+SELECT count(*) FROM taskevents.outbox;
+SELECT count(*) FROM taskevents.queue_0;
+SELECT count(*) FROM taskevents.retry;
+SELECT count(*) FROM taskevents.pending;
+SELECT * FROM taskevents.preview(1);
 RESET ROLE;
-DELETE FROM taskevents.outbox;
+CALL clear_queue();
 DROP ROLE monitor;
 REVOKE ALL ON tasks FROM app_writer;
 DROP ROLE app_writer;

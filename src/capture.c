@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * capture.c
  *		The capture triggers: each change of an attached task table becomes
- *		one outbox row in the writing transaction.
+ *		one queue row in the writing transaction.
  *
  * taskevents.capture() is an AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW
  * trigger; taskevents.capture_truncate() a BEFORE TRUNCATE statement trigger
@@ -12,13 +12,26 @@
  * Task fields are every column except "completed" (which has events of its
  * own) and the ignored bookkeeping columns; an UPDATE becomes a change only
  * when a task field or "completed" differs.
+ *
+ * Nothing a row holds makes the writer fail: a null task id or a change too
+ * big to send is recorded as such, and the worker dead-letters its events
+ * with the reason (cloudevent.c, te_change_unsendable()).
+ *
+ * A cross-partition UPDATE reaches the triggers as a DELETE from one
+ * partition and, right after it, an INSERT into another.  The DELETE half is
+ * recognisable (its old tuple is marked as moved to another partition): it
+ * is held back, and the INSERT half that follows becomes one UPDATE of the
+ * task.  A moved row that arrives nowhere attached is a deletion.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/pg_prng.h"
@@ -26,6 +39,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -42,7 +56,7 @@
 PG_FUNCTION_INFO_V1(taskevents_capture);
 PG_FUNCTION_INFO_V1(taskevents_capture_truncate);
 
-/* Where the task shape lives in the triggering table. */
+/* Where the task shape lives in one table's row type. */
 typedef struct CapMap
 {
 	AttrNumber	id;
@@ -53,6 +67,15 @@ typedef struct CapMap
 	bool	   *ignored;		/* by attnum - 1: bookkeeping columns */
 } CapMap;
 
+/* One version of a row, with what is needed to read it. */
+typedef struct CapRow
+{
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	CapMap		map;
+	const char *relname;
+} CapRow;
+
 /* Set by a capture, read at commit: wake the worker of this database. */
 static bool cap_wake_pending = false;
 
@@ -61,13 +84,25 @@ static LocalTransactionId cap_trace_lxid = InvalidLocalTransactionId;
 static char cap_trace_id[37];
 
 /*
+ * The old version of a row a cross-partition UPDATE moved out of an attached
+ * partition, until its INSERT half arrives (in TopTransactionContext).
+ */
+static struct
+{
+	bool		pending;
+	CapRow		old;
+	Oid			root;			/* the partitioned table it belongs to */
+	char	   *task_id;
+	SubTransactionId subxid;
+} cap_moved;
+
+/*
  * Find the mapped columns by name, with a clear error when one is missing or
  * has the wrong type (a column renamed or dropped since attach).
  */
 static void
-cap_resolve_map(Trigger *trigger, Relation rel, CapMap *map)
+cap_resolve_map(Trigger *trigger, TupleDesc desc, const char *relname, CapMap *map)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	static const char *const role[] = {"id", "user_id", "title", "completed", "due_date"};
 	AttrNumber	found[5] = {0, 0, 0, 0, 0};
 
@@ -99,14 +134,14 @@ cap_resolve_map(Trigger *trigger, Relation rel, CapMap *map)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("taskevents: column \"%s\" (the task's %s) of table \"%s\" does not exist",
-							trigger->tgargs[r], role[r], RelationGetRelationName(rel)),
+							trigger->tgargs[r], role[r], relname),
 					 errhint("Attach the table again with taskevents.attach() and the right column names.")));
 	}
 	if (TupleDescAttr(desc, found[3] - 1)->atttypid != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("taskevents: column \"%s\" (the task's completed) of table \"%s\" is not boolean",
-						trigger->tgargs[3], RelationGetRelationName(rel))));
+						trigger->tgargs[3], relname)));
 	if (found[4] != 0)
 	{
 		Oid			t = TupleDescAttr(desc, found[4] - 1)->atttypid;
@@ -115,7 +150,7 @@ cap_resolve_map(Trigger *trigger, Relation rel, CapMap *map)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("taskevents: column \"%s\" (the task's due_date) of table \"%s\" is not a timestamptz, timestamp or date",
-							trigger->tgargs[4], RelationGetRelationName(rel))));
+							trigger->tgargs[4], relname)));
 	}
 
 	map->id = found[0];
@@ -123,6 +158,19 @@ cap_resolve_map(Trigger *trigger, Relation rel, CapMap *map)
 	map->title = found[2];
 	map->completed = found[3];
 	map->due_date = found[4];
+}
+
+/* A version of a row of the trigger's table. */
+static CapRow
+cap_row(TriggerData *td, HeapTuple tuple)
+{
+	CapRow		row;
+
+	row.tuple = tuple;
+	row.desc = RelationGetDescr(td->tg_relation);
+	row.relname = RelationGetRelationName(td->tg_relation);
+	cap_resolve_map(td->tg_trigger, row.desc, row.relname, &row.map);
+	return row;
 }
 
 /*
@@ -161,75 +209,112 @@ cap_correlation_id(void)
 	return cap_trace_id;
 }
 
-/* The due date as timestamptz; sets *isnull. */
+/*
+ * The due date as timestamptz; sets *isnull.  A date or timestamp beyond
+ * timestamptz's range (or one the session's time zone pushes out of it)
+ * becomes infinity rather than an error in the writer.
+ */
 static TimestampTz
-cap_due_date(HeapTuple tuple, TupleDesc desc, AttrNumber attnum, bool *isnull)
+cap_due_date(const CapRow *row, bool *isnull)
 {
 	Datum		d;
-	Oid			t;
+	int			overflow = 0;
+	TimestampTz ts;
 
-	if (attnum == 0)
+	if (row->map.due_date == 0)
 	{
 		*isnull = true;
 		return 0;
 	}
-	d = heap_getattr(tuple, attnum, desc, isnull);
+	d = heap_getattr(row->tuple, row->map.due_date, row->desc, isnull);
 	if (*isnull)
 		return 0;
-	t = TupleDescAttr(desc, attnum - 1)->atttypid;
-	if (t == TIMESTAMPOID)
-		d = DirectFunctionCall1(timestamp_timestamptz, d);
-	else if (t == DATEOID)
-		d = DirectFunctionCall1(date_timestamptz, d);
-	return DatumGetTimestampTz(d);
+	switch (TupleDescAttr(row->desc, row->map.due_date - 1)->atttypid)
+	{
+		case TIMESTAMPOID:
+			ts = timestamp2timestamptz_opt_overflow(DatumGetTimestamp(d), &overflow);
+			break;
+		case DATEOID:
+			ts = date2timestamptz_opt_overflow(DatumGetDateADT(d), &overflow);
+			break;
+		default:
+			return DatumGetTimestampTz(d);
+	}
+	if (overflow > 0)
+		TIMESTAMP_NOEND(ts);
+	else if (overflow < 0)
+		TIMESTAMP_NOBEGIN(ts);
+	return ts;
 }
 
 /* Is the task done in this version of the row?  (null counts as not done) */
 static bool
-cap_done(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
+cap_done(const CapRow *row)
 {
 	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
+	Datum		d = heap_getattr(row->tuple, row->map.completed, row->desc, &isnull);
 
 	return !isnull && DatumGetBool(d);
 }
 
-/* A mapped column's text, or NULL; *is_number says if it renders as a number. */
+/* A mapped column's text, or NULL; *is_number says if its type renders as a number. */
 static char *
-cap_text(HeapTuple tuple, TupleDesc desc, AttrNumber attnum, bool *is_number)
+cap_text(const CapRow *row, AttrNumber attnum, bool *is_number)
 {
 	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
-	Oid			t = TupleDescAttr(desc, attnum - 1)->atttypid;
+	Datum		d = heap_getattr(row->tuple, attnum, row->desc, &isnull);
+	Oid			t = TupleDescAttr(row->desc, attnum - 1)->atttypid;
 
 	if (is_number)
 		*is_number = te_type_is_number(t);
 	return isnull ? NULL : te_datum_text(d, t);
 }
 
+/* The size of a column's value, without detoasting it. */
+static Size
+cap_value_size(const CapRow *row, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(row->desc, attnum - 1);
+	bool		isnull;
+	Datum		d = heap_getattr(row->tuple, attnum, row->desc, &isnull);
+
+	if (isnull)
+		return 0;
+	if (att->attlen == -1)
+		return toast_raw_datum_size(d);
+	return att->attlen > 0 ? att->attlen : strlen(DatumGetCString(d));
+}
+
+/* The largest title or changes worth keeping: taskevents.max_body_size. */
+static Size
+cap_size_limit(void)
+{
+	return (Size) te_max_body_kb * 1024;
+}
+
 /* Fill the task's fields of a change from one version of the row. */
 static void
-cap_describe(TeChange *c, const CapMap *map, Relation rel, HeapTuple tuple)
+cap_describe(TeChange *c, const CapRow *row)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	bool		num;
 
-	c->task_id = cap_text(tuple, desc, map->id, &num);
+	c->task_id = cap_text(row, row->map.id, &num);
 	if (c->task_id == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("taskevents: the task id (column \"%s\") of a row of \"%s\" is null",
-						NameStr(TupleDescAttr(desc, map->id - 1)->attname),
-						RelationGetRelationName(rel))));
+	{
+		c->task_id = "";
+		c->events |= TE_F_NO_TASK_ID;
+	}
 	if (num)
 		c->events |= TE_F_TASK_ID_NUMBER;
-	c->user_id = cap_text(tuple, desc, map->user_id, &num);
+	c->user_id = cap_text(row, row->map.user_id, &num);
 	if (num)
 		c->events |= TE_F_USER_ID_NUMBER;
-	c->title = cap_text(tuple, desc, map->title, NULL);
-	(void) heap_getattr(tuple, map->completed, desc, &c->completed_null);
-	c->completed = cap_done(tuple, desc, map->completed);
-	c->due_date = cap_due_date(tuple, desc, map->due_date, &c->due_date_null);
+	if (cap_value_size(row, row->map.title) > cap_size_limit())
+		c->events |= TE_F_TOO_BIG;
+	c->title = (c->events & TE_F_TOO_BIG) ? NULL : cap_text(row, row->map.title, NULL);
+	(void) heap_getattr(row->tuple, row->map.completed, row->desc, &c->completed_null);
+	c->completed = cap_done(row);
+	c->due_date = cap_due_date(row, &c->due_date_null);
 
 	cap_random_uuid(&c->event_id);
 	c->changed_at = GetCurrentTimestamp();
@@ -237,66 +322,202 @@ cap_describe(TeChange *c, const CapMap *map, Relation rel, HeapTuple tuple)
 	c->traceparent = (te_traceparent != NULL && te_traceparent[0] != '\0') ? te_traceparent : NULL;
 }
 
-/*
- * The "changes" object of an UPDATE: every task field whose value differs,
- * as {"column": {"old": ..., "new": ...}}.  NULL when nothing differs.
- */
-static char *
-cap_changes(const CapMap *map, Relation rel, HeapTuple oldtup, HeapTuple newtup)
+/* The attribute of the same name in another row type, or 0. */
+static AttrNumber
+cap_same_column(TupleDesc desc, const char *name)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData buf;
-	bool		any = false;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return 0;
+}
+
+/*
+ * The "changes" object of an UPDATE: every task field whose value differs,
+ * as {"column": {"old": ..., "new": ...}}.  Columns are matched by name (the
+ * two versions may come from different partitions).  Returns NULL when no
+ * task field differs; sets *too_big (and builds nothing) when the values
+ * are over taskevents.max_body_size.
+ */
+static char *
+cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
+{
+	TupleDesc	desc = new->desc;
+	AttrNumber *oldatt = palloc(sizeof(AttrNumber) * desc->natts);
+	AttrNumber *newatt = palloc(sizeof(AttrNumber) * desc->natts);
+	int			n = 0;
+	Size		size = 0;
+	StringInfoData buf;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		AttrNumber	oa;
 		bool		oldnull,
 					newnull;
 		Datum		oldval,
 					newval;
 
-		if (att->attisdropped || map->ignored[i] || att->attnum == map->completed)
+		if (att->attisdropped || new->map.ignored[i] || att->attnum == new->map.completed)
 			continue;
-		oldval = heap_getattr(oldtup, att->attnum, desc, &oldnull);
-		newval = heap_getattr(newtup, att->attnum, desc, &newnull);
+		oa = old->desc == new->desc ? att->attnum : cap_same_column(old->desc, NameStr(att->attname));
+		oldval = oa == 0 ? (Datum) 0 : heap_getattr(old->tuple, oa, old->desc, &oldnull);
+		newval = heap_getattr(new->tuple, att->attnum, desc, &newnull);
+		if (oa == 0)
+			oldnull = true;
 		if (oldnull && newnull)
 			continue;
 		if (!oldnull && !newnull &&
 			datum_image_eq(oldval, newval, att->attbyval, att->attlen))
 			continue;
+		oldatt[n] = oa;
+		newatt[n++] = att->attnum;
+		size += (oa ? cap_value_size(old, oa) : 0) + cap_value_size(new, att->attnum);
+	}
+	*too_big = size > cap_size_limit();
+	if (n == 0 || *too_big)
+		return NULL;
 
-		if (any)
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int k = 0; k < n; k++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, newatt[k] - 1);
+		Oid			oldtype = att->atttypid;
+		bool		isnull = true;
+		Datum		v = (Datum) 0;
+
+		if (k > 0)
 			appendStringInfoChar(&buf, ',');
-		any = true;
 		escape_json(&buf, NameStr(att->attname));
 		appendStringInfoString(&buf, ":{\"old\":");
-		te_append_json_value(&buf, oldval, att->atttypid, oldnull);
+		if (oldatt[k] != 0)
+		{
+			v = heap_getattr(old->tuple, oldatt[k], old->desc, &isnull);
+			oldtype = TupleDescAttr(old->desc, oldatt[k] - 1)->atttypid;
+		}
+		te_append_json_value(&buf, v, oldtype, isnull);
 		appendStringInfoString(&buf, ",\"new\":");
-		te_append_json_value(&buf, newval, att->atttypid, newnull);
+		v = heap_getattr(new->tuple, newatt[k], desc, &isnull);
+		te_append_json_value(&buf, v, att->atttypid, isnull);
 		appendStringInfoChar(&buf, '}');
 	}
 	appendStringInfoChar(&buf, '}');
-	if (!any)
-	{
-		pfree(buf.data);
-		return NULL;
-	}
 	return buf.data;
 }
 
-/* Record a deletion of the row (DELETE, and each row a TRUNCATE removes). */
+/* Queue the change and wake the worker at commit. */
 static void
-cap_record_delete(const CapMap *map, Relation rel, HeapTuple oldtup)
+cap_record(TeChange *c)
+{
+	te_outbox_insert(c);
+	cap_wake_pending = true;
+}
+
+/* Record a deletion of the row (DELETE, each row a TRUNCATE removes, a row moved away). */
+static void
+cap_record_delete(const CapRow *row)
 {
 	TeChange	c = {0};
 
 	c.events = TE_EV_DELETED;
-	cap_describe(&c, map, rel, oldtup);
-	te_outbox_insert(&c);
-	cap_wake_pending = true;
+	cap_describe(&c, row);
+	cap_record(&c);
+}
+
+/* Record an UPDATE from one version of the task to the next, if a consumer would see it. */
+static void
+cap_record_update(const CapRow *old, const CapRow *new)
+{
+	TeChange	c = {0};
+	bool		old_due_null;
+	TimestampTz old_due = cap_due_date(old, &old_due_null);
+	bool		was_done = cap_done(old);
+	bool		is_done = cap_done(new);
+	bool		too_big;
+
+	c.changes = cap_changes(old, new, &too_big);
+	if (c.changes != NULL || too_big)
+		c.events |= TE_EV_UPDATED;
+	if (too_big)
+		c.events |= TE_F_TOO_BIG;
+	if (!was_done && is_done)
+		c.events |= TE_EV_COMPLETED;
+	else if (was_done && !is_done)
+		c.events |= TE_EV_UNCOMPLETED;
+	if ((c.events & (TE_EV_UPDATED | TE_EV_COMPLETED | TE_EV_UNCOMPLETED)) == 0)
+		return;					/* nothing a consumer would see */
+
+	cap_describe(&c, new);
+	if (old_due_null && !c.due_date_null)
+		c.events |= TE_EV_REM_SCHEDULED;
+	else if (!old_due_null && c.due_date_null)
+		c.events |= TE_EV_REM_CANCELLED;
+	else if (!old_due_null && old_due != c.due_date)
+		c.events |= TE_EV_REM_RESCHEDULED;
+	cap_record(&c);
+}
+
+/* Forget a held-back moved row. */
+static void
+cap_moved_forget(void)
+{
+	cap_moved.pending = false;
+}
+
+/* A held-back moved row whose INSERT half never came is a deletion. */
+static void
+cap_moved_flush(void)
+{
+	if (!cap_moved.pending)
+		return;
+	cap_moved_forget();
+	cap_record_delete(&cap_moved.old);
+}
+
+/* The partitioned table a partition belongs to, at the top. */
+static Oid
+cap_partition_root(Relation rel)
+{
+	List	   *ancestors;
+
+	if (!rel->rd_rel->relispartition)
+		return InvalidOid;
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	return ancestors ? llast_oid(ancestors) : InvalidOid;
+}
+
+/* Hold back the DELETE half of a cross-partition UPDATE (see the file header). */
+static void
+cap_moved_hold(TriggerData *td)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	CapRow		row = cap_row(td, heap_copytuple(td->tg_trigtuple));
+
+	row.desc = CreateTupleDescCopy(row.desc);
+	row.relname = pstrdup(row.relname);
+	cap_moved.old = row;
+	cap_moved.task_id = cap_text(&row, row.map.id, NULL);
+	cap_moved.root = cap_partition_root(td->tg_relation);
+	cap_moved.subxid = GetCurrentSubTransactionId();
+	cap_moved.pending = true;
+	MemoryContextSwitchTo(old);
+}
+
+/* Is this INSERT the second half of the held-back cross-partition UPDATE? */
+static bool
+cap_moved_arrives(TriggerData *td, const CapRow *new)
+{
+	char	   *id;
+
+	if (!cap_moved.pending || cap_moved.root != cap_partition_root(td->tg_relation))
+		return false;
+	id = cap_text(new, new->map.id, NULL);
+	return id != NULL && cap_moved.task_id != NULL && strcmp(id, cap_moved.task_id) == 0;
 }
 
 /* The row trigger. */
@@ -304,9 +525,7 @@ Datum
 taskevents_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	CapMap		map;
-	TeChange	c = {0};
+	CapRow		row;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -314,70 +533,68 @@ taskevents_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("taskevents.capture() must be fired AFTER ... FOR EACH ROW"),
 				 errhint("Attach the table with taskevents.attach().")));
-	rel = td->tg_relation;
-	cap_resolve_map(td->tg_trigger, rel, &map);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		c.events = TE_EV_CREATED;
-		cap_describe(&c, &map, rel, td->tg_trigtuple);
-		if (!c.due_date_null)
-			c.events |= TE_EV_REM_SCHEDULED;
+		row = cap_row(td, td->tg_trigtuple);
+		if (cap_moved_arrives(td, &row))
+		{
+			cap_moved_forget();
+			cap_record_update(&cap_moved.old, &row);
+		}
+		else
+		{
+			TeChange	c = {0};
+
+			cap_moved_flush();
+			c.events = TE_EV_CREATED;
+			cap_describe(&c, &row);
+			if (!c.due_date_null)
+				c.events |= TE_EV_REM_SCHEDULED;
+			cap_record(&c);
+		}
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		cap_record_delete(&map, rel, td->tg_trigtuple);
-		return PointerGetDatum(NULL);
+		cap_moved_flush();
+		if (HeapTupleHeaderIndicatesMovedPartitions(td->tg_trigtuple->t_data))
+			cap_moved_hold(td);
+		else
+		{
+			row = cap_row(td, td->tg_trigtuple);
+			cap_record_delete(&row);
+		}
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		HeapTuple	oldtup = td->tg_trigtuple;
-		HeapTuple	newtup = td->tg_newtuple;
-		TupleDesc	desc = RelationGetDescr(rel);
-		bool		old_due_null;
-		TimestampTz old_due = cap_due_date(oldtup, desc, map.due_date, &old_due_null);
-		bool		was_done = cap_done(oldtup, desc, map.completed);
-		bool		is_done = cap_done(newtup, desc, map.completed);
+		CapRow		new = cap_row(td, td->tg_newtuple);
 
-		c.changes = cap_changes(&map, rel, oldtup, newtup);
-		if (c.changes != NULL)
-			c.events |= TE_EV_UPDATED;
-		if (!was_done && is_done)
-			c.events |= TE_EV_COMPLETED;
-		else if (was_done && !is_done)
-			c.events |= TE_EV_UNCOMPLETED;
-		if (c.events == 0)
-			return PointerGetDatum(NULL);	/* nothing a consumer would see */
-
-		cap_describe(&c, &map, rel, newtup);
-		if (old_due_null && !c.due_date_null)
-			c.events |= TE_EV_REM_SCHEDULED;
-		else if (!old_due_null && c.due_date_null)
-			c.events |= TE_EV_REM_CANCELLED;
-		else if (!old_due_null && old_due != c.due_date)
-			c.events |= TE_EV_REM_RESCHEDULED;
+		cap_moved_flush();
+		row = new;
+		row.tuple = td->tg_trigtuple;
+		cap_record_update(&row, &new);
 	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("taskevents.capture() fired for an unexpected event")));
-
-	te_outbox_insert(&c);
-	cap_wake_pending = true;
 	return PointerGetDatum(NULL);
 }
 
 /*
  * The TRUNCATE trigger: a TRUNCATE removes rows without row triggers, so
  * record each row it is about to remove as a deletion.  TRUNCATE holds an
- * ACCESS EXCLUSIVE lock, so the rows seen here are exactly the rows removed.
+ * ACCESS EXCLUSIVE lock by now, so a fresh snapshot sees exactly the rows it
+ * removes: the statement's own snapshot was taken before the lock was
+ * granted (and a REPEATABLE READ one at the transaction's start), and would
+ * miss rows committed meanwhile.
  */
 Datum
 taskevents_capture_truncate(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	CapMap		map;
+	CapRow		row;
+	Snapshot	snapshot;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt,
@@ -389,39 +606,46 @@ taskevents_capture_truncate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("taskevents.capture_truncate() must be fired BEFORE TRUNCATE"),
 				 errhint("Attach the table with taskevents.attach().")));
-	rel = td->tg_relation;
-	cap_resolve_map(td->tg_trigger, rel, &map);
+	cap_moved_flush();
+	row = cap_row(td, NULL);
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "taskevents truncate row",
 								   ALLOCSET_DEFAULT_SIZES);
-	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(td->tg_relation, NULL);
+	scan = table_beginscan(td->tg_relation, snapshot, 0, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		should_free;
-		HeapTuple	tuple;
 
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(rowcxt);
-		tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-		cap_record_delete(&map, rel, tuple);
+		row.tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		cap_record_delete(&row);
 		if (should_free)
-			heap_freetuple(tuple);
+			heap_freetuple(row.tuple);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(rowcxt);
 	}
 	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(rowcxt);
 	return PointerGetDatum(NULL);
 }
 
-/* At commit, wake the worker that delivers this database's events. */
+/*
+ * Before commit, a held-back moved row is a deletion; at commit, wake the
+ * worker that delivers this database's events.
+ */
 static void
 cap_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			cap_moved_flush();
+			break;
 		case XACT_EVENT_COMMIT:
 			if (cap_wake_pending)
 				te_shared_wake_worker(MyDatabaseId);
@@ -430,10 +654,23 @@ cap_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			cap_wake_pending = false;
+			cap_moved_forget();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			cap_moved_flush();
 			break;
 		default:
 			break;
 	}
+}
+
+/* A held-back moved row of a rolled-back subtransaction never happened. */
+static void
+cap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && cap_moved.pending && cap_moved.subxid == mySubid)
+		cap_moved_forget();
 }
 
 /* Called from _PG_init in every process that loads the library. */
@@ -441,4 +678,5 @@ void
 te_capture_init(void)
 {
 	RegisterXactCallback(cap_xact_callback, NULL);
+	RegisterSubXactCallback(cap_subxact_callback, NULL);
 }

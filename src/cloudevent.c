@@ -103,25 +103,64 @@ te_append_uuid(StringInfo buf, const pg_uuid_t *uuid)
 	buf->data[buf->len] = '\0';
 }
 
-/* Append a timestamptz as RFC 3339 in UTC with microseconds and 'Z'. */
+/*
+ * Append a timestamptz as RFC 3339 in UTC with microseconds and 'Z'.  Years
+ * RFC 3339 cannot hold are written as ISO 8601 writes them (astronomical
+ * numbering with a sign: "-0043-03-15...", "+10000-01-01..."), and the
+ * infinities as "infinity" and "-infinity".
+ */
 void
 te_append_timestamp(StringInfo buf, TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 
-	if (TIMESTAMP_NOT_FINITE(ts))
+	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 	{
-		appendStringInfoString(buf, TIMESTAMP_IS_NOBEGIN(ts) ? "-infinity" : "infinity");
+		appendStringInfoString(buf, ts < 0 ? "-infinity" : "infinity");
 		return;
 	}
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+	if (tm.tm_year < 0)
+		appendStringInfo(buf, "-%04d", -tm.tm_year);
+	else
+		appendStringInfo(buf, tm.tm_year > 9999 ? "+%d" : "%04d", tm.tm_year);
+	appendStringInfo(buf, "-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					 tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* Is the text a JSON number (RFC 8259: -?int frac? exp?)? */
+bool
+te_is_json_number(const char *s)
+{
+	const char *p = s;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (isdigit((unsigned char) *p))
+			p++;
+	else
+		return false;
+	if (*p == '.')
+	{
+		if (!isdigit((unsigned char) *++p))
+			return false;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	if (*p == 'e' || *p == 'E')
+	{
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		if (!isdigit((unsigned char) *p))
+			return false;
+		while (isdigit((unsigned char) *p))
+			p++;
+	}
+	return *p == '\0';
 }
 
 /* Does the type render as a JSON number? */
@@ -245,9 +284,7 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 				char	   *s = te_datum_text(value, typid);
 
 				/* NaN and Infinity are not JSON numbers: quote them. */
-				if (te_type_is_number(base) &&
-					(isdigit((unsigned char) s[0]) ||
-					 (s[0] == '-' && isdigit((unsigned char) s[1]))))
+				if (te_type_is_number(base) && te_is_json_number(s))
 					appendStringInfoString(buf, s);
 				else
 					escape_json(buf, s);
@@ -257,16 +294,30 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 	}
 }
 
-/* Append an id of the change: a JSON number or a JSON string. */
+/*
+ * Append an id of the change: a JSON number when its column is numeric and
+ * the value is one (NaN and Infinity are not), else a JSON string.
+ */
 static void
 ce_append_id(StringInfo buf, const char *id, bool is_number)
 {
 	if (id == NULL)
 		appendStringInfoString(buf, "null");
-	else if (is_number)
+	else if (is_number && te_is_json_number(id))
 		appendStringInfoString(buf, id);
 	else
 		escape_json(buf, id);
+}
+
+/* Why the change's events cannot be sent, or NULL when they can be. */
+const char *
+te_change_unsendable(const TeChange *c)
+{
+	if (c->events & TE_F_NO_TASK_ID)
+		return "the task id is null";
+	if (c->events & TE_F_TOO_BIG)
+		return "the change was over taskevents.max_body_size when captured; its title and changes were not kept";
+	return NULL;
 }
 
 /*

@@ -22,6 +22,9 @@
 /* How the ids render in data: numbers rather than strings. */
 #define TE_F_TASK_ID_NUMBER		0x1000
 #define TE_F_USER_ID_NUMBER		0x2000
+/* Changes whose events cannot be sent: dead letters at once, with the reason. */
+#define TE_F_NO_TASK_ID			0x4000	/* the task id was null */
+#define TE_F_TOO_BIG			0x8000	/* over max_body_size: title and changes not kept */
 
 /*
  * A change has up to four events, each in a fixed slot: the slot orders them
@@ -80,5 +83,7 @@ extern void te_append_timestamp(StringInfo buf, TimestampTz ts);
 extern void te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull);
 extern char *te_datum_text(Datum value, Oid typid);
 extern bool te_type_is_number(Oid typid);
+extern bool te_is_json_number(const char *s);
+extern const char *te_change_unsendable(const TeChange *c);
 
 #endif							/* TASKEVENTS_CLOUDEVENT_H */

@@ -2,8 +2,8 @@
  * compat.h
  *		The one place for differences between PostgreSQL major versions.
  *
- * taskevents is built and tested on PostgreSQL 15; each macro here names
- * what changed in a later release so a port to 16-18 touches only this file.
+ * taskevents is built and tested on PostgreSQL 15, 17 and 18; each macro
+ * here names what changed in a later release.
  *-------------------------------------------------------------------------
  */
 #ifndef TASKEVENTS_COMPAT_H
@@ -27,6 +27,14 @@
 #define TE_PROC_NUMBER() (MyProcNumber)
 #else
 #define TE_PROC_NUMBER() (MyProc->pgprocno)
+#endif
+
+/* Does the role own the database?  (16 made ownership checks generic.) */
+#if PG_VERSION_NUM >= 160000
+#define TE_DATABASE_OWNERCHECK(dboid, role) \
+	object_ownercheck(DatabaseRelationId, (dboid), (role))
+#else
+#define TE_DATABASE_OWNERCHECK(dboid, role) pg_database_ownercheck((dboid), (role))
 #endif
 
 #endif							/* TASKEVENTS_COMPAT_H */

@@ -3,6 +3,7 @@
  *		The Dapr sidecar client.
  *
  * POST {base}/v1.0/publish/{pubsub}/{topic}?metadata.partitionKey={task id}
+ * (each part %-escaped)
  * with Content-Type application/cloudevents+json (structured mode: without
  * it daprd would wrap the body as a string), and dapr-api-token when a token
  * is configured.  Requests run on one curl multi handle whose connection
@@ -15,9 +16,11 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "dapr.h"
@@ -26,7 +29,7 @@
 static CURLM *dp_multi = NULL;
 static struct curl_slist *dp_headers = NULL;	/* single publish */
 static struct curl_slist *dp_bulk_headers = NULL;
-static char *dp_base = NULL;	/* http://host:port, in TopMemoryContext */
+static char dp_base[TE_DAPR_URL_LEN];	/* http://host:port */
 
 /* Transfers in flight, so that error recovery can drop them. */
 #define DP_MAX_LIVE (1024 + 1)
@@ -62,12 +65,79 @@ dp_header_list(struct curl_slist *old, const char *content_type, const char *tok
 	return list;
 }
 
+/* Is the text a host name: dot-separated labels of letters, digits and '-'? */
+static bool
+dp_host_name(const char *host)
+{
+	size_t		len = strlen(host);
+	const char *label = host;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *p = host;; p++)
+	{
+		if (*p == '.' || *p == '\0')
+		{
+			size_t		n = p - label;
+
+			if (n == 0 || n > 63 || label[0] == '-' || p[-1] == '-')
+				return false;
+			if (*p == '\0')
+				return true;
+			label = p + 1;
+		}
+		else if (!isalnum((unsigned char) *p) && *p != '-')
+			return false;
+	}
+}
+
+/*
+ * The sidecar's base URL, http://host:port, into url (TE_DAPR_URL_LEN):
+ * an IPv6 address goes in brackets.  Returns false, with url empty, when
+ * the host is neither a host name nor an IP address, or when libcurl would
+ * not take the URL.
+ */
+bool
+te_dapr_base_url(const char *host, int port, char *url)
+{
+	char		v6[64];
+	struct in6_addr addr;
+	size_t		len = host ? strlen(host) : 0;
+	CURLU	   *u;
+	bool		ok;
+
+	url[0] = '\0';
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof(v6))
+	{
+		memcpy(v6, host + 1, len - 2);
+		v6[len - 2] = '\0';
+	}
+	else if (len < sizeof(v6))
+		strlcpy(v6, host ? host : "", sizeof(v6));
+	else
+		v6[0] = '\0';
+
+	if (inet_pton(AF_INET6, v6, &addr) == 1)
+		snprintf(url, TE_DAPR_URL_LEN, "http://[%s]:%d", v6, port);
+	else if (host != NULL && dp_host_name(host))
+		snprintf(url, TE_DAPR_URL_LEN, "http://%s:%d", host, port);
+	else
+		return false;
+
+	u = curl_url();
+	ok = u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
+	if (u)
+		curl_url_cleanup(u);
+	if (!ok)
+		url[0] = '\0';
+	return ok;
+}
+
 /* (Re)read the settings: base URL, headers, connection limits. */
 void
 te_dapr_configure(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	StringInfoData s;
 	char	   *token = te_api_token();
 
 	if (dp_multi == NULL)
@@ -81,11 +151,8 @@ te_dapr_configure(void)
 	curl_multi_setopt(dp_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) te_concurrency);
 	curl_multi_setopt(dp_multi, CURLMOPT_MAXCONNECTS, (long) te_concurrency);
 
-	initStringInfo(&s);
-	appendStringInfo(&s, "http://%s:%d", te_host, te_port);
-	if (dp_base)
-		pfree(dp_base);
-	dp_base = s.data;
+	if (!te_dapr_base_url(te_host, te_port, dp_base))
+		elog(ERROR, "taskevents: taskevents.host \"%s\" makes no URL", te_host);
 
 	dp_headers = dp_header_list(dp_headers, "Content-Type: application/cloudevents+json", token);
 	dp_bulk_headers = dp_header_list(dp_bulk_headers, "Content-Type: application/json", token);
@@ -142,15 +209,25 @@ te_dapr_release(TeRequest *req)
 	req->resp_len = req->resp_cap = 0;
 }
 
+/* Append text to a URL, %-escaped (curl_easy_escape: all but unreserved characters). */
+static void
+dp_append_escaped(CURL *h, StringInfo url, const char *text)
+{
+	char	   *e = curl_easy_escape(h, text, 0);
+
+	if (e != NULL)
+		appendStringInfoString(url, e);
+	curl_free(e);
+}
+
 /* Start a request; it comes back from te_dapr_wait(). */
 void
 te_dapr_start(TeRequest *req)
 {
 	CURL	   *h = dp_npool > 0 ? dp_pool[--dp_npool] : curl_easy_init();
-	char		url[1024];
+	StringInfoData url;
 
 	req->outcome = TE_OUTCOME_RETRY;
-	req->transport = false;
 	req->partial = false;
 	req->status = 0;
 	req->error[0] = '\0';
@@ -159,36 +236,35 @@ te_dapr_start(TeRequest *req)
 	req->handle = h;
 	if (h == NULL)
 	{
-		req->transport = true;
 		strlcpy(req->error, "curl_easy_init failed", sizeof(req->error));
 		return;
 	}
 
+	initStringInfo(&url);
+	appendStringInfoString(&url, dp_base);
 	if (req->probe)
 	{
-		snprintf(url, sizeof(url), "%s/v1.0/healthz/outbound", dp_base);
+		appendStringInfoString(&url, "/v1.0/healthz/outbound");
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	}
-	else if (req->bulk)
-	{
-		/* Dapr's bulk publish (stable since 1.17): entries carry their own partitionKey */
-		snprintf(url, sizeof(url), "%s/v1.0/publish/bulk/%s/%s", dp_base, te_pubsub, req->topic);
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	}
 	else
 	{
-		char	   *key = curl_easy_escape(h, req->partition_key, 0);
-
-		snprintf(url, sizeof(url), "%s/v1.0/publish/%s/%s?metadata.partitionKey=%s",
-				 dp_base, te_pubsub, req->topic, key ? key : "");
-		curl_free(key);
+		/* Dapr's bulk publish (stable since 1.17): entries carry their own partitionKey */
+		appendStringInfoString(&url, req->bulk ? "/v1.0/publish/bulk/" : "/v1.0/publish/");
+		dp_append_escaped(h, &url, te_pubsub);
+		appendStringInfoChar(&url, '/');
+		dp_append_escaped(h, &url, req->topic);
+		if (!req->bulk)
+		{
+			appendStringInfoString(&url, "?metadata.partitionKey=");
+			dp_append_escaped(h, &url, req->partition_key);
+		}
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_URL, url.data);
+	pfree(url.data);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->bulk ? dp_bulk_headers : dp_headers);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) te_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) te_timeout_ms);
@@ -202,7 +278,6 @@ te_dapr_start(TeRequest *req)
 	{
 		curl_easy_cleanup(h);
 		req->handle = NULL;
-		req->transport = true;
 		strlcpy(req->error, "curl_multi_add_handle failed", sizeof(req->error));
 		return;
 	}
@@ -245,6 +320,39 @@ dp_json_string(const char *body, const char *key, char *out, size_t outlen)
 }
 
 /*
+ * Make an error text safe to keep and show: valid UTF-8 (a byte that starts
+ * no valid character becomes '?', a character cut at the end of the buffer
+ * goes), no control characters.  It may hold what the sidecar answered.
+ */
+static void
+dp_clean_error(char *s)
+{
+	unsigned char *p = (unsigned char *) s;
+	size_t		left = strlen(s);
+
+	while (left > 0)
+	{
+		int			n = *p < 0x80 ? 1 : pg_utf_mblen(p);
+
+		if (n > 1 && (size_t) n > left)
+		{
+			*p = '\0';			/* a character cut short */
+			return;
+		}
+		if (n == 1 || !pg_utf8_islegal(p, n))
+		{
+			if (*p < 0x20 || *p == 0x7f)
+				*p = ' ';
+			else if (*p >= 0x80)
+				*p = '?';
+			n = 1;
+		}
+		p += n;
+		left -= n;
+	}
+}
+
+/*
  * Decide on daprd's answer (SPEC §4): retry what can heal (the broker, a
  * component still loading), dead-letter what cannot (bad request, token,
  * ACL, serialization).  Writes a one-line reason into error.
@@ -279,9 +387,7 @@ te_dapr_classify(long status, const char *body, char *error)
 		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld %s: %s", status, code, message);
 	else
 		snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld: %.200s", status, body);
-	for (char *c = error; *c; c++)
-		if (*c == '\n' || *c == '\r' || *c == '\t')
-			*c = ' ';
+	dp_clean_error(error);
 	return outcome;
 }
 
@@ -309,14 +415,8 @@ dp_finish(CURL *h, CURLcode result)
 
 	if (result != CURLE_OK)
 	{
+		/* no HTTP answer: the worker asks the sidecar's readiness whose fault it is */
 		te_dapr_release(req);
-		/* refused, reset, timed out: the sidecar is away, not the event at fault */
-		req->transport = (result == CURLE_COULDNT_CONNECT ||
-						  result == CURLE_COULDNT_RESOLVE_HOST ||
-						  result == CURLE_OPERATION_TIMEDOUT ||
-						  result == CURLE_SEND_ERROR ||
-						  result == CURLE_RECV_ERROR ||
-						  result == CURLE_GOT_NOTHING);
 		req->outcome = TE_OUTCOME_RETRY;
 		snprintf(req->error, sizeof(req->error), "%s (%s)",
 				 curl_easy_strerror(result), dp_base);
@@ -373,6 +473,7 @@ te_dapr_entry_failed(const TeRequest *req, const char *entry_id, char *error)
 		return false;
 	dp_json_string(at, "error", reason, sizeof(reason));
 	snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld bulk entry failed: %s", req->status, reason);
+	dp_clean_error(error);
 	return true;
 }
 

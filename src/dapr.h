@@ -15,6 +15,7 @@ typedef enum TeOutcome
 } TeOutcome;
 
 #define TE_DAPR_ERROR_LEN 256
+#define TE_DAPR_URL_LEN 320
 
 /* One HTTP request; the caller owns it until te_dapr_wait() returns it. */
 typedef struct TeRequest
@@ -30,9 +31,8 @@ typedef struct TeRequest
 
 	/* output */
 	TeOutcome	outcome;
-	bool		transport;		/* refused, reset or timed out: the sidecar is away */
 	long		status;			/* HTTP status, 0 without an HTTP answer */
-	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK */
+	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK: UTF-8 */
 	bool		partial;		/* bulk: some entries failed, see te_dapr_entry_failed() */
 
 	/* private */
@@ -42,6 +42,7 @@ typedef struct TeRequest
 	size_t		resp_cap;
 } TeRequest;
 
+extern bool te_dapr_base_url(const char *host, int port, char *url);
 extern void te_dapr_configure(void);
 extern void te_dapr_start(TeRequest *req);
 extern int	te_dapr_wait(TeRequest **done, int max_done, int timeout_ms);

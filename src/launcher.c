@@ -8,11 +8,15 @@
  * worker per connectable database; a worker that finds no extension says so
  * in its slot and exits, and that database is not tried again until a
  * CREATE EXTENSION or CREATE DATABASE commits (they wake the launcher) or the
- * server restarts.  A worker that dies is started again after a second.
+ * server restarts.  A worker that dies is started again after a second, or
+ * later when it keeps dying young; the launcher reads pg_database again
+ * first, so a dropped database gets no worker.
  *
  * DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
  * DATABASE ... TEMPLATE need a database to themselves: a ProcessUtility hook
- * stops its worker first and holds it off for a few seconds.
+ * stops its worker first and holds it off for a few seconds, but only for a
+ * role the command's own privilege checks will let through.  DROP EXTENSION
+ * stops the worker when it commits (an object access hook).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,9 +26,12 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -34,8 +41,10 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "compat.h"
 #include "launcher.h"
@@ -50,14 +59,60 @@ PGDLLEXPORT void taskevents_launcher_main(Datum arg);
 #define LN_TICK_MS		1000
 /* How long a database operation keeps the worker away. */
 #define LN_HOLD_S		2
+/* A worker that dies younger than this is restarted later each time, up to LN_BACKOFF_MAX_S. */
+#define LN_YOUNG_MS		10000
+#define LN_BACKOFF_MAX_S 60
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static object_access_hook_type prev_object_access = NULL;
 
-/* Launcher-local: the handle of each slot's worker, and databases without the extension. */
-static BackgroundWorkerHandle **ln_handles;
-static List *ln_absent = NIL;
+/* Launcher-local, per slot: the worker's handle, when it started, how often it died young. */
+typedef struct LnWorker
+{
+	BackgroundWorkerHandle *handle;
+	TimestampTz started;
+	int			young_deaths;
+} LnWorker;
 
-/* The connectable, non-template databases. */
+static LnWorker *ln_workers;
+static List *ln_absent = NIL;	/* databases without the extension */
+static List *ln_reported = NIL; /* databases already reported (invalid, no slot) */
+static bool ln_worker_died = false; /* since pg_database was last read */
+
+/* Log a line about a database once per launcher lifetime. */
+static bool
+ln_first_report(Oid dboid)
+{
+	MemoryContext old;
+
+	if (list_member_oid(ln_reported, dboid))
+		return false;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ln_reported = lappend_oid(ln_reported, dboid);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Can a worker connect to this database?  (Invalid: an interrupted DROP DATABASE.) */
+static bool
+ln_connectable(Form_pg_database db)
+{
+	if (!db->datallowconn || db->datistemplate)
+		return false;
+#ifdef DATCONNLIMIT_INVALID_DB
+	if (database_is_invalid_form(db))
+	{
+		if (ln_first_report(db->oid))
+			ereport(LOG,
+					(errmsg("taskevents: database \"%s\" is invalid (an interrupted DROP DATABASE); it gets no delivery worker",
+							NameStr(db->datname))));
+		return false;
+	}
+#endif
+	return true;
+}
+
+/* The databases a worker can connect to. */
 static List *
 ln_databases(void)
 {
@@ -74,7 +129,7 @@ ln_databases(void)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		if (db->datallowconn && !db->datistemplate)
+		if (ln_connectable(db))
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -105,33 +160,67 @@ ln_start_worker(int i)
 	w.bgw_main_arg = ObjectIdGetDatum(slot->dboid);
 	w.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&w, &ln_handles[i]))
+	ln_workers[i].started = GetCurrentTimestamp();
+	if (!RegisterDynamicBackgroundWorker(&w, &ln_workers[i].handle))
 	{
-		ln_handles[i] = NULL;
-		ereport(LOG,
-				(errmsg("taskevents: no background worker slot for database %u; trying again", slot->dboid),
-				 errhint("Raise max_worker_processes.")));
+		ln_workers[i].handle = NULL;
+		if (ln_first_report(slot->dboid))
+			ereport(LOG,
+					(errmsg("taskevents: no background worker slot for database %u; trying again", slot->dboid),
+					 errhint("Raise max_worker_processes.")));
 		slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LN_RESCAN_MS / 3);
 	}
 }
 
-/* Is a worker running (or about to) for slot i? */
+/*
+ * Is a worker running (or about to) for slot i?  When one has ended, hold
+ * the next start off: a second, doubling while workers die young.
+ */
 static bool
 ln_running(int i)
 {
+	LnWorker   *w = &ln_workers[i];
+	TeDbSlot   *slot = &te_shared->slots[i];
 	pid_t		pid;
+	TimestampTz now;
+	int			backoff_s;
 
-	if (te_shared->slots[i].pid != 0)
+	if (slot->pid != 0)
 		return true;
-	if (ln_handles[i] != NULL &&
-		GetBackgroundWorkerPid(ln_handles[i], &pid) != BGWH_STOPPED)
+	if (w->handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(w->handle, &pid) != BGWH_STOPPED)
 		return true;
-	if (ln_handles[i] != NULL)
-	{
-		pfree(ln_handles[i]);
-		ln_handles[i] = NULL;
-	}
+
+	pfree(w->handle);
+	w->handle = NULL;
+	ln_worker_died = true;
+	now = GetCurrentTimestamp();
+	if (TimestampDifferenceExceeds(w->started, now, LN_YOUNG_MS))
+		w->young_deaths = 0;
+	else
+		w->young_deaths = Min(w->young_deaths + 1, 6);
+	backoff_s = Min(1 << w->young_deaths, LN_BACKOFF_MAX_S);
+	slot->hold_until = Max(slot->hold_until, TimestampTzPlusMilliseconds(now, backoff_s * 1000));
 	return false;
+}
+
+/* Give a slot back. */
+static void
+ln_free_slot(int i)
+{
+	TeDbSlot   *slot = &te_shared->slots[i];
+
+	if (slot->absent)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		ln_absent = list_append_unique_oid(ln_absent, slot->dboid);
+		MemoryContextSwitchTo(old);
+	}
+	memset(slot, 0, sizeof(*slot));
+	slot->pgprocno = -1;
+	memset(&ln_workers[i], 0, sizeof(LnWorker));
 }
 
 /* Bring the slots in line with the databases: free, restart, start. */
@@ -149,28 +238,14 @@ ln_reconcile(List *dbs)
 		te_shared->reprobe = false;
 	}
 
-	/*
-	 * Free the slots of databases that lack the extension or are gone.  (A
-	 * worker that died left its slot with a restart delay in hold_until.)
-	 */
+	/* Free the slots of databases that lack the extension or are gone. */
 	for (int i = 0; i < te_shared->nslots; i++)
 	{
 		TeDbSlot   *slot = &te_shared->slots[i];
 
-		if (!OidIsValid(slot->dboid) || ln_running(i))
-			continue;
-		if (slot->absent || !list_member_oid(dbs, slot->dboid))
-		{
-			if (slot->absent)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				ln_absent = list_append_unique_oid(ln_absent, slot->dboid);
-				MemoryContextSwitchTo(old);
-			}
-			memset(slot, 0, sizeof(*slot));
-			slot->pgprocno = -1;
-		}
+		if (OidIsValid(slot->dboid) && !ln_running(i) &&
+			(slot->absent || !list_member_oid(dbs, slot->dboid)))
+			ln_free_slot(i);
 	}
 
 	/* Every database not known to lack the extension gets a slot and a worker. */
@@ -188,9 +263,11 @@ ln_reconcile(List *dbs)
 			slot = te_shared_slot(InvalidOid);
 			if (slot == NULL)
 			{
-				ereport(LOG,
-						(errmsg("taskevents: more databases than taskevents.max_databases (%d); database %u waits",
-								te_max_databases, dboid)));
+				if (ln_first_report(dboid))
+					ereport(LOG,
+							(errmsg("taskevents: more databases than taskevents.max_databases (%d): database %u gets no delivery worker until a slot is free",
+									te_max_databases, dboid),
+							 errhint("Raise taskevents.max_databases (a restart).")));
 				continue;
 			}
 			slot->dboid = dboid;
@@ -225,8 +302,7 @@ taskevents_launcher_main(Datum arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("taskevents launcher");
 
-	ln_handles = MemoryContextAllocZero(TopMemoryContext,
-										sizeof(BackgroundWorkerHandle *) * te_shared->nslots);
+	ln_workers = MemoryContextAllocZero(TopMemoryContext, sizeof(LnWorker) * te_shared->nslots);
 	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
 	te_shared->launcher_pgprocno = TE_PROC_NUMBER();
 	LWLockRelease(te_shared->lock);
@@ -244,11 +320,13 @@ taskevents_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
+		/* Read pg_database again when asked, every 30 s, and after a worker ended. */
 		now = GetCurrentTimestamp();
-		if (te_shared->reprobe ||
+		if (te_shared->reprobe || ln_worker_died ||
 			TimestampDifferenceExceeds(last_scan, now, LN_RESCAN_MS))
 		{
 			list_free(dbs);
+			ln_worker_died = false;
 			dbs = ln_databases();
 			last_scan = now;
 		}
@@ -259,11 +337,40 @@ taskevents_launcher_main(Datum arg)
 	}
 }
 
-/* The database named by a utility statement that needs it to itself, or InvalidOid. */
+/* Does the current role own the database?  (What each command checks first.) */
+static bool
+ln_owns(Oid dboid)
+{
+	return TE_DATABASE_OWNERCHECK(dboid, GetUserId());
+}
+
+/* Is the database a template (which any role with CREATEDB may copy)? */
+static bool
+ln_is_template(Oid dboid)
+{
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		result = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+/*
+ * The database a utility statement needs to itself, or InvalidOid: none, or
+ * the role may not run the statement (it will fail its own privilege check,
+ * and must not disturb the worker on the way).
+ */
 static Oid
 ln_exclusive_database(Node *stmt)
 {
 	const char *name = NULL;
+	bool		createdb = false;	/* the command needs CREATEDB too */
+	bool		template = false;	/* a template needs no ownership */
+	Oid			dboid;
 	ListCell   *lc;
 
 	switch (nodeTag(stmt))
@@ -274,6 +381,7 @@ ln_exclusive_database(Node *stmt)
 		case T_RenameStmt:
 			if (((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
 				name = ((RenameStmt *) stmt)->subname;
+			createdb = true;
 			break;
 		case T_AlterDatabaseStmt:
 			foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
@@ -284,11 +392,19 @@ ln_exclusive_database(Node *stmt)
 			foreach(lc, ((CreatedbStmt *) stmt)->options)
 				if (strcmp(((DefElem *) lfirst(lc))->defname, "template") == 0)
 					name = defGetString((DefElem *) lfirst(lc));
+			createdb = template = true;
 			break;
 		default:
 			break;
 	}
-	return name ? get_database_oid(name, true) : InvalidOid;
+	if (name == NULL)
+		return InvalidOid;
+	dboid = get_database_oid(name, true);
+	if (!OidIsValid(dboid) ||
+		(createdb && !have_createdb_privilege()) ||
+		(!ln_owns(dboid) && !(template && ln_is_template(dboid))))
+		return InvalidOid;
+	return dboid;
 }
 
 /* ProcessUtility hook: make room for database-wide commands. */
@@ -308,12 +424,23 @@ ln_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
 
-	/* A new database may come with the extension from its template. */
-	if (IsA(stmt, CreatedbStmt))
-		te_shared_wake_launcher_at_commit();
+	/* A new database may come with the extension; a dropped one needs no worker. */
+	if (IsA(stmt, CreatedbStmt) || IsA(stmt, DropdbStmt))
+		te_shared_at_commit(TE_AT_COMMIT_REPROBE);
 }
 
-/* Register the launcher and the hook; called from _PG_init while preloading. */
+/* Object access hook: when DROP EXTENSION taskevents commits, the worker goes. */
+static void
+ln_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == ExtensionRelationId &&
+		objectId == get_extension_oid("taskevents", true))
+		te_shared_at_commit(TE_AT_COMMIT_STOP_WORKER);
+}
+
+/* Register the launcher and the hooks; called from _PG_init while preloading. */
 void
 te_launcher_init(void)
 {
@@ -330,4 +457,6 @@ te_launcher_init(void)
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = ln_process_utility;
+	prev_object_access = object_access_hook;
+	object_access_hook = ln_object_access;
 }

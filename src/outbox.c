@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  * outbox.c
- *		Writing and reading rows of taskevents.outbox.
+ *		Writing and reading rows of the queue tables (outbox.h).
  *
  * The capture trigger inserts straight into the heap and its indexes, as
  * CatalogTupleInsert does, instead of going through SPI and the executor:
- * this is the writer's hot path.  The outbox belongs to the extension, so no
- * permission check applies (application roles cannot touch it directly), and
- * it has no triggers, rules or constraints beyond NOT NULL, which the caller
- * guarantees.
+ * this is the writer's hot path.  The tables belong to the extension, so no
+ * permission check applies (application roles cannot touch them directly),
+ * and they have no triggers, rules or constraints beyond NOT NULL, which the
+ * caller guarantees.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -17,27 +17,57 @@
 #include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/sequence.h"
 #include "nodes/execnodes.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "outbox.h"
 
-/* Look up a relation of the taskevents schema, or fail clearly. */
-static Oid
-ob_relid(const char *name)
+/* A relation of the taskevents schema, or InvalidOid (or an ERROR) when missing. */
+Oid
+te_outbox_relid(const char *name, bool missing_ok)
 {
 	Oid			nsp = get_namespace_oid("taskevents", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("taskevents: relation taskevents.%s does not exist", name),
 				 errhint("Reinstall the extension: DROP EXTENSION taskevents; CREATE EXTENSION taskevents;")));
 	return relid;
+}
+
+/*
+ * Open a table of the taskevents schema by name for inserting, or return
+ * NULL when there is no such plain table.  The name is looked up without
+ * the writer's privileges (it has none on the schema); looked up again once
+ * the lock is held, it sees what a concurrent ALTER EXTENSION UPDATE left.
+ */
+static Relation
+ob_open(const char *name)
+{
+	for (;;)
+	{
+		Oid			relid = te_outbox_relid(name, true);
+
+		if (!OidIsValid(relid))
+			return NULL;
+		LockRelationOid(relid, RowExclusiveLock);
+		if (te_outbox_relid(name, true) == relid)
+		{
+			if (get_rel_relkind(relid) == RELKIND_RELATION)
+				return table_open(relid, NoLock);
+			UnlockRelationOid(relid, RowExclusiveLock);
+			return NULL;
+		}
+		UnlockRelationOid(relid, RowExclusiveLock);
+	}
 }
 
 /* Insert the tuple's entries into every index of the outbox. */
@@ -57,7 +87,7 @@ ob_index_insert(Relation rel, HeapTuple tuple)
 		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("taskevents: index \"%s\" on taskevents.outbox has expressions or a predicate",
+					 errmsg("taskevents: index \"%s\" on a queue table has expressions or a predicate",
 							RelationGetRelationName(idx)),
 					 errhint("Only plain column indexes are maintained by the capture trigger; drop this one.")));
 		for (int i = 0; i < info->ii_NumIndexAttrs; i++)
@@ -71,19 +101,51 @@ ob_index_insert(Relation rel, HeapTuple tuple)
 	list_free(indexes);
 }
 
-/* Append one change to the outbox in the current transaction; sets c->seq. */
+/*
+ * The table a new change goes to, locked, and its sequence number: the queue
+ * table of the number, or with 1.0's objects still installed (the library
+ * was upgraded, ALTER EXTENSION taskevents UPDATE not yet run) 1.0's outbox.
+ */
+static Relation
+ob_target(int64 *seq)
+{
+	static const char *const names[TE_QUEUE_TABLES] = {"queue_0", "queue_1", "queue_2"};
+	Oid			seqid = te_outbox_relid("outbox_seq", false);
+
+	/* A second look sees what a concurrent ALTER EXTENSION UPDATE left. */
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		Relation	rel;
+
+		if (OidIsValid(te_outbox_relid(names[0], true)))
+		{
+			*seq = nextval_internal(seqid, false);
+			rel = ob_open(names[TE_QUEUE_TABLE_OF(*seq)]);
+		}
+		else if ((rel = ob_open("outbox")) != NULL)
+			*seq = nextval_internal(seqid, false);
+		if (rel != NULL)
+			return rel;
+		AcceptInvalidationMessages();
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("taskevents: the queue tables of the extension are missing"),
+			 errhint("Reinstall the extension: DROP EXTENSION taskevents; CREATE EXTENSION taskevents;")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/* Append one change to the queue in the current transaction; sets c->seq. */
 void
 te_outbox_insert(TeChange *c)
 {
-	Relation	rel = table_open(ob_relid("outbox"), RowExclusiveLock);
+	Relation	rel = ob_target(&c->seq);
 	Datum		values[Natts_outbox];
 	bool		nulls[Natts_outbox];
 	HeapTuple	tuple;
 
 	if (RelationGetDescr(rel)->natts != Natts_outbox)
 		elog(ERROR, "taskevents: taskevents.outbox does not have the expected columns");
-
-	c->seq = nextval_internal(ob_relid("outbox_seq"), false);
 
 	memset(nulls, false, sizeof(nulls));
 	values[Anum_outbox_seq - 1] = Int64GetDatum(c->seq);

@@ -1,6 +1,13 @@
 /*-------------------------------------------------------------------------
  * outbox.h
- *		taskevents.outbox: one lean row per captured change.
+ *		The queue of captured changes: one lean row per change.
+ *
+ * Changes go into three tables, taskevents.queue_0 .. queue_2, in runs of
+ * TE_QUEUE_RUN sequence numbers: seq s lives in table (s / TE_QUEUE_RUN) %
+ * TE_QUEUE_TABLES.  Rows are never updated or deleted; the worker empties a
+ * table with TRUNCATE once every change in it is delivered and writers have
+ * moved on (see queue.c).  So a transaction that pins the xmin horizon leaves
+ * no dead rows for anyone to walk.
  *-------------------------------------------------------------------------
  */
 #ifndef TASKEVENTS_OUTBOX_H
@@ -11,7 +18,7 @@
 
 #include "cloudevent.h"
 
-/* Columns of taskevents.outbox, in order (see sql/taskevents--1.0.sql). */
+/* Columns of a queue table (and of 1.0's taskevents.outbox), in order. */
 #define Anum_outbox_seq			1
 #define Anum_outbox_event_id	2
 #define Anum_outbox_events		3
@@ -26,7 +33,14 @@
 #define Anum_outbox_traceparent	12
 #define Natts_outbox			12
 
+#define TE_QUEUE_TABLES		3
+#define TE_QUEUE_RUN		32768
+
+/* The queue table that holds sequence number seq. */
+#define TE_QUEUE_TABLE_OF(seq)	((int) (((seq) / TE_QUEUE_RUN) % TE_QUEUE_TABLES))
+
 extern void te_outbox_insert(TeChange *c);
 extern void te_outbox_read(HeapTuple tuple, TupleDesc desc, TeChange *c);
+extern Oid	te_outbox_relid(const char *name, bool missing_ok);
 
 #endif							/* TASKEVENTS_OUTBOX_H */

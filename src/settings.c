@@ -5,8 +5,9 @@
  * Delivery settings are PGC_SIGHUP: the worker and the preview function see
  * the same values, and a writer cannot change where its events go.  The
  * settings that name the endpoint (host, port, pubsub, token file) are
- * readable by superusers only (and pg_read_all_settings).  trace_id and traceparent are per-session (SET LOCAL) so
- * a writer can tag its transaction.
+ * readable by superusers only (and pg_read_all_settings).  trace_id and
+ * traceparent are per-session (SET LOCAL) so a writer can tag its
+ * transaction.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,8 +17,11 @@
 
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
+#include "dapr.h"
 #include "settings.h"
 
 bool		te_enabled = true;
@@ -41,10 +45,14 @@ int			te_poll_interval_ms = 1000;
 int			te_max_body_kb = 4096;
 bool		te_bulk = false;
 int			te_max_databases = 32;
+char	   *te_standby_slots = NULL;
 char	   *te_trace_id = NULL;
 char	   *te_traceparent = NULL;
 
 static char *te_api_token_file = NULL;
+
+/* DAPR_API_TOKEN, taken out of the server's environment at preload. */
+static char *te_env_token = NULL;
 
 /* A W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero. */
 static bool
@@ -95,6 +103,41 @@ check_path_segment(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* A host name, an IPv4 address or an IPv6 address: what a URL can be built on. */
+static bool
+check_host(char **newval, void **extra, GucSource source)
+{
+	char		url[TE_DAPR_URL_LEN];
+
+	if (te_dapr_base_url(*newval, 1, url))
+		return true;
+	GUC_check_errdetail("taskevents.host must be a host name, an IPv4 address or an IPv6 address, without a port or a scheme (the port is taskevents.port).");
+	return false;
+}
+
+/* A list of replication slot names (lower-case letters, digits, underscores). */
+static bool
+check_slot_list(char **newval, void **extra, GucSource source)
+{
+	char	   *copy = pstrdup(*newval);
+	List	   *names;
+	ListCell   *lc;
+	bool		ok = SplitIdentifierString(copy, ',', &names);
+
+	foreach(lc, ok ? names : NIL)
+	{
+		const char *name = lfirst(lc);
+
+		ok = ok && strlen(name) > 0 && strlen(name) < NAMEDATALEN &&
+			strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(name);
+	}
+	list_free(names);
+	pfree(copy);
+	if (!ok)
+		GUC_check_errdetail("taskevents.standby_slots must be a comma-separated list of replication slot names.");
+	return ok;
+}
+
 /*
  * The Dapr port: DAPR_HTTP_PORT, which the Dapr injector sets for every
  * container of the pod, else Dapr's default 3500.
@@ -116,21 +159,37 @@ default_port(void)
 }
 
 /*
+ * Take DAPR_API_TOKEN out of the server's environment (called in the
+ * postmaster while preloading): every process started afterwards inherits
+ * the environment, and any code in a backend could read it there.
+ */
+static void
+take_env_token(void)
+{
+	const char *env = getenv("DAPR_API_TOKEN");
+
+	if (env == NULL)
+		return;
+	if (env[0] != '\0')
+		te_env_token = strdup(env);
+	unsetenv("DAPR_API_TOKEN");
+}
+
+/*
  * The Dapr API token, palloc'd, or NULL: the contents of the file named by
- * taskevents.api_token_file (a mounted Secret), else DAPR_API_TOKEN (what
- * the Dapr injector's secret gives a container).  The token itself is never
- * a setting: PostgreSQL logs a setting's new value on reload.
+ * taskevents.api_token_file (a mounted Secret), else DAPR_API_TOKEN as the
+ * server had it at start.  The token itself is never a setting: PostgreSQL
+ * logs a setting's new value on reload.
  */
 char *
 te_api_token(void)
 {
-	const char *env = getenv("DAPR_API_TOKEN");
 	char		buf[4096];
 	size_t		len;
 	FILE	   *f;
 
 	if (te_api_token_file == NULL || te_api_token_file[0] == '\0')
-		return (env != NULL && env[0] != '\0') ? pstrdup(env) : NULL;
+		return te_env_token != NULL ? pstrdup(te_env_token) : NULL;
 
 	f = AllocateFile(te_api_token_file, "r");
 	if (f == NULL)
@@ -182,7 +241,7 @@ te_settings_init(void)
 	DefineCustomStringVariable("taskevents.host",
 							   "Host of the Dapr sidecar's HTTP API.",
 							   NULL, &te_host, "127.0.0.1", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-							   check_path_segment, NULL, NULL);
+							   check_host, NULL, NULL);
 	DefineCustomIntVariable("taskevents.port",
 							"Port of the Dapr sidecar's HTTP API (default: DAPR_HTTP_PORT, else 3500).",
 							NULL, &te_port, default_port(), 1, 65535, PGC_SIGHUP,
@@ -251,12 +310,21 @@ te_settings_init(void)
 							 "Publishes with Dapr's bulk publish API (Dapr 1.17 or later), up to 500 events a request.",
 							 NULL, &te_bulk, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
+	DefineCustomStringVariable("taskevents.standby_slots",
+							   "Physical replication slots whose standbys must have flushed a change before its events are published.",
+							   "Name the slots of the standbys a failover may promote; empty: publish once the change is flushed locally.",
+							   &te_standby_slots, "", PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_slot_list, NULL, NULL);
+
 	/* A postmaster setting can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		DefineCustomIntVariable("taskevents.max_databases",
 								"Databases that can run a delivery worker at once.",
 								NULL, &te_max_databases, 32, 1, 1024, PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
+		take_env_token();
+	}
 
 	MarkGUCPrefixReserved("taskevents");
 }

@@ -27,6 +27,7 @@ extern int	te_poll_interval_ms;
 extern int	te_max_body_kb;
 extern bool te_bulk;
 extern int	te_max_databases;
+extern char *te_standby_slots;
 extern char *te_trace_id;
 extern char *te_traceparent;
 

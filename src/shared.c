@@ -121,23 +121,29 @@ te_shared_wake_launcher(bool reprobe)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
-static bool sh_launcher_wake_pending = false;
+static int	sh_at_commit = 0;
 
 static void
 sh_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && sh_launcher_wake_pending)
-		te_shared_wake_launcher(true);
+	if (event == XACT_EVENT_COMMIT)
+	{
+		if (sh_at_commit & TE_AT_COMMIT_STOP_WORKER)
+			te_shared_hold_worker(MyDatabaseId, 1);
+		if (sh_at_commit & TE_AT_COMMIT_REPROBE)
+			te_shared_wake_launcher(true);
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-		sh_launcher_wake_pending = false;
+		sh_at_commit = 0;
 }
 
 /*
- * Wake the launcher to look at every database once the current transaction
- * commits (CREATE EXTENSION, CREATE DATABASE): before, it would not see them.
+ * Act once the current transaction commits (before, the launcher would not
+ * see a new extension or database, and a worker would go on delivering a
+ * dropped extension's queue).
  */
 void
-te_shared_wake_launcher_at_commit(void)
+te_shared_at_commit(int actions)
 {
 	static bool registered = false;
 
@@ -146,7 +152,7 @@ te_shared_wake_launcher_at_commit(void)
 		RegisterXactCallback(sh_xact_callback, NULL);
 		registered = true;
 	}
-	sh_launcher_wake_pending = true;
+	sh_at_commit |= actions;
 }
 
 /*

@@ -16,10 +16,12 @@
 typedef enum TeWorkerState
 {
 	TE_WORKER_STARTING,
-	TE_WORKER_DELIVERING,		/* sending, or idle with an empty outbox */
+	TE_WORKER_DELIVERING,		/* sending, or idle with an empty queue */
 	TE_WORKER_PAUSED,			/* the sidecar is away: probing readiness */
 	TE_WORKER_DISABLED,			/* taskevents.enabled = off */
-	TE_WORKER_STOPPED
+	TE_WORKER_STOPPED,
+	TE_WORKER_STANDBY_WAIT,		/* waiting for taskevents.standby_slots */
+	TE_WORKER_NEEDS_UPDATE		/* older SQL objects: ALTER EXTENSION ... UPDATE */
 } TeWorkerState;
 
 #define TE_LAST_ERROR_LEN 256
@@ -35,6 +37,7 @@ typedef struct TeDbSlot
 	bool		sidecar_reachable;
 	TimestampTz hold_until;		/* start no worker before this */
 	TimestampTz started_at;
+	/* counters since the worker started */
 	uint64		published;
 	uint64		retried;
 	uint64		dead;
@@ -53,10 +56,14 @@ typedef struct TeShared
 
 extern TeShared *te_shared;
 
+/* What to do when the current transaction commits. */
+#define TE_AT_COMMIT_REPROBE		0x01	/* launcher: look at every database */
+#define TE_AT_COMMIT_STOP_WORKER	0x02	/* this database's worker: exit */
+
 extern void te_shared_request(void);
 extern void te_shared_wake_worker(Oid dboid);
 extern void te_shared_wake_launcher(bool reprobe);
-extern void te_shared_wake_launcher_at_commit(void);
+extern void te_shared_at_commit(int actions);
 extern TeDbSlot *te_shared_slot(Oid dboid);
 extern void te_shared_hold_worker(Oid dboid, int seconds);
 

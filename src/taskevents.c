@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(taskevents_workers);
 PG_FUNCTION_INFO_V1(taskevents_start_delivery);
 PG_FUNCTION_INFO_V1(taskevents_own_trigger);
 PG_FUNCTION_INFO_V1(taskevents_cloudevents);
+PG_FUNCTION_INFO_V1(taskevents_library_version);
 
 void		_PG_init(void);
 
@@ -77,6 +78,10 @@ te_state_name(TeWorkerState state)
 			return "disabled";
 		case TE_WORKER_STOPPED:
 			return "stopped";
+		case TE_WORKER_STANDBY_WAIT:
+			return "waiting for taskevents.standby_slots";
+		case TE_WORKER_NEEDS_UPDATE:
+			return "not delivering: run ALTER EXTENSION taskevents UPDATE";
 	}
 	return "unknown";
 }
@@ -124,7 +129,7 @@ taskevents_workers(PG_FUNCTION_ARGS)
 Datum
 taskevents_start_delivery(PG_FUNCTION_ARGS)
 {
-	te_shared_wake_launcher_at_commit();
+	te_shared_at_commit(TE_AT_COMMIT_REPROBE);
 	PG_RETURN_VOID();
 }
 
@@ -146,9 +151,17 @@ taskevents_own_trigger(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The version of the library, which the update script checks is the one loaded. */
+Datum
+taskevents_library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text("1.1"));
+}
+
 /*
- * The CloudEvents of an outbox row, exactly as the worker sends them (in
- * the server encoding), with whether each was delivered already.
+ * The CloudEvents of a queued change, exactly as the worker sends them (in
+ * the server encoding; null when the change cannot be sent), with whether
+ * each was delivered already.
  */
 Datum
 taskevents_cloudevents(PG_FUNCTION_ARGS)
@@ -182,13 +195,17 @@ taskevents_cloudevents(PG_FUNCTION_ARGS)
 		pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
 		te_event_id(&c, evs[i].slot, uuid);
-		initStringInfo(&body);
-		te_append_cloudevent(&body, &c, &evs[i]);
 		v[0] = UUIDPGetDatum(uuid);
 		v[1] = CStringGetTextDatum(evs[i].type);
 		v[2] = CStringGetTextDatum(te_topic_name(evs[i].topic));
 		v[3] = BoolGetDatum((done & (1 << evs[i].slot)) != 0);
-		v[4] = CStringGetTextDatum(body.data);
+		nulls[4] = te_change_unsendable(&c) != NULL;
+		if (!nulls[4])
+		{
+			initStringInfo(&body);
+			te_append_cloudevent(&body, &c, &evs[i]);
+			v[4] = CStringGetTextDatum(body.data);
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 	}
 	return (Datum) 0;

@@ -1,29 +1,32 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *		The delivery worker of one database: outbox -> CloudEvents -> Dapr.
+ *		The delivery worker of one database: queue -> CloudEvents -> Dapr.
  *
  * Each round:
- *	1. claim, in a short transaction: the oldest changes whose task has no
- *	   event waiting for a retry, plus dead letters an operator re-queued;
- *	2. flush WAL, so every claimed commit is durable before anything is sent
- *	   (with synchronous_commit = off a crash could otherwise un-commit a
- *	   published change);
- *	3. send, with no transaction open: each task's events form a chain sent
+ *	1. claim (queue.c), in a short transaction: changes due for a retry, new
+ *	   changes, and dead letters an operator re-queued;
+ *	2. build their CloudEvents, each change on its own: one that cannot be
+ *	   built or sent becomes dead letters with the reason, the others go on;
+ *	3. flush WAL, so every claimed commit is durable (and, with
+ *	   taskevents.standby_slots, wait until those standbys have it too);
+ *	4. send, with no transaction open: each task's events form a chain sent
  *	   one after another (per-task order); up to taskevents.concurrency
  *	   chains are in flight at once;
- *	4. record outcomes in another short transaction: delivered changes leave
- *	   the outbox, failures get a backoff in taskevents.retry, events that
- *	   cannot be delivered go to taskevents.dead_letter.
+ *	5. record the outcomes (queue.c) in another short transaction.
  *
- * When every request of a round fails without an answer (refused, reset,
- * timed out), the sidecar is away: the round's failures are forgotten (no
- * attempt is charged), the worker pauses, probes readiness every second and
- * resumes as soon as the probe succeeds.
+ * When a round gets no HTTP answer at all (refused, reset, timed out), the
+ * worker asks the sidecar's readiness endpoint at once.  No answer there
+ * either: the sidecar is away, which is no event's fault, so the round is
+ * forgotten (no attempt charged), the worker pauses, probes every second and
+ * resumes as soon as the probe succeeds.  A ready sidecar that still did not
+ * answer (a broker slower than the timeout) charges the attempts.
  *
- * No ERROR escapes the loop: a round runs inside PG_TRY, and the catch
- * reports, aborts the transaction, drops transfers and resets the memory.
- * Events sent but not yet recorded when the worker stops are sent again
- * later, with the same ids.
+ * The worker runs as a superuser in a database that other roles own, so it
+ * pins every setting that could steer or stop it, whatever the database and
+ * role settings say.  No ERROR escapes the loop: each step runs inside
+ * PG_TRY, and the catch reports, aborts the transaction, drops transfers and
+ * resets the memory, which is also reset after every step.  Events sent but
+ * not recorded when the worker stops are sent again later, with their ids.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -31,62 +34,49 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
+#include "catalog/namespace.h"
+#include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
-#include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 #include "cloudevent.h"
 #include "compat.h"
 #include "dapr.h"
-#include "outbox.h"
+#include "queue.h"
 #include "settings.h"
 #include "shared.h"
 
 PGDLLEXPORT void taskevents_worker_main(Datum arg);
 
-/* A claimed change and its delivery state. */
-typedef struct WkRow
-{
-	TeChange	c;
-	int			slots;			/* slots of the change's events */
-	int			done;			/* slots delivered or dead-lettered */
-	int			attempts;		/* failed attempts of its next event */
-	bool		in_retry;		/* has a row in taskevents.retry */
-	bool		dirty;			/* state changed: record it */
-	TimestampTz next_attempt_at;
-	long		last_status;
-	char	   *last_error;
-} WkRow;
-
 /* One event to send: of a claimed change, or a re-queued dead letter. */
 typedef struct WkEvent
 {
-	WkRow	   *row;			/* NULL for a re-queued dead letter */
+	QuChange   *change;			/* NULL for a re-queued dead letter */
+	QuResend   *resend;
 	TeEvent		ev;
 	pg_uuid_t	id;
 	const char *type;
 	const char *topic;
 	const char *task_id;
 	char	   *body;			/* server encoding: what dead letters keep */
-	TeRequest	req;			/* body in UTF-8 */
-	int			attempts;		/* attempts made, for its dead letter */
+	TeRequest	req;			/* body and partition key in UTF-8 */
+	int			attempt;		/* this attempt's number */
 	struct WkEvent *next;		/* next event of the same task */
 } WkEvent;
 
@@ -119,17 +109,17 @@ typedef struct WkBulk
 /* Most entries in one bulk publish request. */
 #define WK_BULK_MAX 500
 
+/* About how many bytes of titles and changes one round reads at most. */
+#define WK_ROUND_BYTES (32 * 1024 * 1024)
+
 /* Everything one round works on, allocated in wk_cxt. */
 typedef struct WkRound
 {
-	WkRow	   *rows;
-	int			nrows;
+	QuRound		q;
 	WkQueue		ready[WK_NQUEUES];
 	int			nready;
 	int			next_queue;		/* round robin over the queues */
 	List	   *failed;			/* events that failed and may be retried */
-	List	   *dead;			/* events to dead-letter */
-	List	   *resent;			/* re-queued dead letters, whatever their outcome */
 	int			sent;
 	int			answered;		/* got an HTTP answer */
 	uint64		published;
@@ -139,12 +129,17 @@ typedef struct WkRound
 
 static MemoryContext wk_cxt;
 static TeDbSlot *wk_slot;
+static bool wk_ready = false;	/* the extension's objects are this library's */
 static bool wk_paused = false;	/* waiting for the readiness probe */
 static bool wk_outage = false;	/* from the first pause to the first answer */
 static TimestampTz wk_outage_since;
 static TimestampTz wk_outage_logged;
 static TimestampTz wk_last_probe;
-static TimestampTz wk_last_purge;
+
+/* The database's name, and how to convert its text to UTF-8 (looked up at start). */
+static char wk_dbname[NAMEDATALEN];
+static FmgrInfo wk_conv;
+static bool wk_conv_ok = false;
 
 /* Outcome log lines: at most WK_LOG_BURST per window, then one summary. */
 #define WK_LOG_WINDOW_MS	10000
@@ -154,155 +149,53 @@ static TimestampTz wk_log_window;
 static int	wk_log_lines;
 static int	wk_log_suppressed;
 
-/* The saved plans. */
-enum
+/*
+ * Pin what the worker runs with, whatever ALTER DATABASE / ALTER ROLE set
+ * (a database owner may set any of these for its database): a search_path
+ * no other role can add to, transactions that can write and are never cut
+ * short, triggers firing as usual, errors that stay errors.
+ */
+static void
+wk_pin_environment(void)
 {
-	PLAN_CLAIM,
-	PLAN_NEXT_WAKE,
-	PLAN_CLAIM_DEAD,
-	PLAN_DELETE,
-	PLAN_ARCHIVE,
-	PLAN_FORGET,
-	PLAN_RETRY,
-	PLAN_DEAD,
-	PLAN_RESENT_OK,
-	PLAN_RESENT_FAILED,
-	PLAN_PURGE,
-	PLAN_UNBLOCK,
-	NUM_PLANS
-};
+	static const char *const pins[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		{"default_transaction_read_only", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_deferrable", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"idle_session_timeout", "0"},
+#if PG_VERSION_NUM >= 170000
+		{"transaction_timeout", "0"},
+#endif
+		{"session_replication_role", "origin"},
+		{"exit_on_error", "off"},
+		{"zero_damaged_pages", "off"},
+		{"temp_tablespaces", ""},
+		{"default_tablespace", ""},
+		{"jit", "off"},
+		/* plan for the queue as it is now, not as it was when a plan was cached */
+		{"plan_cache_mode", "force_custom_plan"},
+	};
 
-static const struct
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[10];
-}			wk_sql[NUM_PLANS] =
-{
-	[PLAN_CLAIM] = {
-		"SELECT o.*, coalesce(r.done, 0), coalesce(r.attempts, 0)"
-		"  FROM taskevents.outbox o"
-		"  LEFT JOIN taskevents.retry r ON r.seq = o.seq"
-		" WHERE NOT EXISTS (SELECT FROM taskevents.retry b"
-		"                    WHERE b.task_id = o.task_id AND b.seq <= o.seq"
-		"                      AND b.next_attempt_at > now())"
-		" ORDER BY o.seq LIMIT $1",
-		1, {INT4OID}
-	},
-	[PLAN_NEXT_WAKE] = {
-		"SELECT ceil(extract(epoch FROM min(next_attempt_at) - now()) * 1000)::int8"
-		"  FROM taskevents.retry WHERE next_attempt_at > now()",
-		0, {0}
-	},
-	[PLAN_CLAIM_DEAD] = {
-		"SELECT event_id, type, topic, task_id, body, attempts"
-		"  FROM taskevents.dead_letter WHERE requeued_at IS NOT NULL"
-		" ORDER BY requeued_at LIMIT $1",
-		1, {INT4OID}
-	},
-	[PLAN_DELETE] = {
-		"DELETE FROM taskevents.outbox WHERE seq = ANY($1)",
-		1, {INT8ARRAYOID}
-	},
-	[PLAN_ARCHIVE] = {
-		"WITH gone AS (DELETE FROM taskevents.outbox WHERE seq = ANY($1) RETURNING *)"
-		" INSERT INTO taskevents.delivered SELECT gone.*, now() FROM gone",
-		1, {INT8ARRAYOID}
-	},
-	[PLAN_FORGET] = {
-		"DELETE FROM taskevents.retry WHERE seq = ANY($1)",
-		1, {INT8ARRAYOID}
-	},
-	[PLAN_RETRY] = {
-		"INSERT INTO taskevents.retry AS r"
-		"       (seq, task_id, done, attempts, next_attempt_at, last_status, last_error)"
-		" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)"
-		" ON CONFLICT (seq) DO UPDATE SET done = excluded.done, attempts = excluded.attempts,"
-		"   next_attempt_at = excluded.next_attempt_at, last_status = excluded.last_status,"
-		"   last_error = excluded.last_error",
-		7, {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
-		INT4ARRAYOID, TEXTARRAYOID}
-	},
-	[PLAN_DEAD] = {
-		"INSERT INTO taskevents.dead_letter"
-		"       (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
-		" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-		" ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts,"
-		"   last_status = excluded.last_status, last_error = excluded.last_error,"
-		"   failed_at = now(), requeued_at = NULL",
-		10, {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
-	},
-	[PLAN_RESENT_OK] = {
-		"DELETE FROM taskevents.dead_letter WHERE event_id = ANY($1)",
-		1, {UUIDARRAYOID}
-	},
-	[PLAN_RESENT_FAILED] = {
-		"UPDATE taskevents.dead_letter d SET requeued_at = NULL, failed_at = now(),"
-		"       attempts = d.attempts + 1, last_status = u.status, last_error = u.error"
-		"  FROM unnest($1, $2, $3) AS u(id, status, error) WHERE d.event_id = u.id",
-		3, {UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
-	},
-	[PLAN_PURGE] = {
-		"DELETE FROM taskevents.delivered WHERE delivered_at < now() - make_interval(secs => $1)",
-		1, {FLOAT8OID}
-	},
-	[PLAN_UNBLOCK] = {
-		"UPDATE taskevents.retry SET next_attempt_at = now()"
-		" WHERE last_status = 0 AND next_attempt_at > now()",
-		0, {0}
-	},
-};
-
-static SPIPlanPtr wk_plans[NUM_PLANS];
-
-/* Run a saved plan (prepared on first use); returns SPI_processed. */
-static uint64
-wk_exec(int plan, Datum *args, int expect)
-{
-	int			rc;
-
-	if (wk_plans[plan] == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(wk_sql[plan].sql, wk_sql[plan].nargs,
-									(Oid *) wk_sql[plan].argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "taskevents: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		wk_plans[plan] = p;
-	}
-	rc = SPI_execute_plan(wk_plans[plan], args, NULL, false, 0);
-	if (rc != expect)
-		elog(ERROR, "taskevents: SPI_execute_plan returned %s", SPI_result_code_string(rc));
-	return SPI_processed;
+	for (int i = 0; i < lengthof(pins); i++)
+		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-/* Start a transaction with SPI and a snapshot. */
+/* Exit when the postmaster has died; serve interrupts. */
 static void
-wk_begin(const char *activity)
+wk_check_alive(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "taskevents: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-wk_commit(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+	CHECK_FOR_INTERRUPTS();
 }
 
 /*
  * Publish the worker's state in its slot.  Only a delivering worker wants
- * to be woken at each commit: disabled or paused, it would wake for nothing.
+ * to be woken at each commit: otherwise it would wake for nothing.
  */
 static void
 wk_set_state(TeWorkerState state, bool reachable)
@@ -315,34 +208,67 @@ wk_set_state(TeWorkerState state, bool reachable)
 }
 
 static void
+wk_set_state_keep(TeWorkerState state)
+{
+	if (wk_slot->state != state)
+		wk_set_state(state, wk_slot->sidecar_reachable);
+}
+
+/*
+ * An error text (UTF-8, perhaps from the sidecar) as text of the database
+ * encoding: as it is in UTF-8 and SQL_ASCII databases, else with every
+ * character outside ASCII as '?'.
+ */
+static const char *
+wk_error_text(const char *utf8)
+{
+	char	   *s;
+	int			n = 0;
+
+	if (utf8 == NULL || GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
+		return utf8;
+	s = palloc(strlen(utf8) + 1);
+	for (const unsigned char *p = (const unsigned char *) utf8; *p; p++)
+	{
+		if (*p < 0x80)
+			s[n++] = *p;
+		else if ((*p & 0xC0) != 0x80)
+			s[n++] = '?';
+	}
+	s[n] = '\0';
+	return s;
+}
+
+static void
 wk_set_error(const char *error)
 {
+	const char *text = wk_error_text(error);
+	int			len = pg_mbcliplen(text, strlen(text), TE_LAST_ERROR_LEN - 1);
+
 	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
-	strlcpy(wk_slot->last_error, error, TE_LAST_ERROR_LEN);
+	memcpy(wk_slot->last_error, text, len);
+	wk_slot->last_error[len] = '\0';
 	wk_slot->last_error_at = GetCurrentTimestamp();
 	LWLockRelease(te_shared->lock);
 }
 
-/* Leave the slot when the worker exits; the launcher restarts it after a second. */
+/* Leave the slot when the worker exits. */
 static void
 wk_detach(int code, Datum arg)
 {
 	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
 	if (wk_slot->pid == MyProcPid)
 	{
-		TimestampTz again = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-
 		wk_slot->pid = 0;
 		wk_slot->pgprocno = -1;
+		wk_slot->wake_me = false;
 		wk_slot->state = TE_WORKER_STOPPED;
-		if (wk_slot->hold_until < again)
-			wk_slot->hold_until = again;
 	}
 	LWLockRelease(te_shared->lock);
 	te_shared_wake_launcher(false);
 }
 
-/* Take this database's slot; exit if another worker has it. */
+/* Take this database's slot (counters start again); exit if another worker has it. */
 static void
 wk_attach(Oid dboid)
 {
@@ -358,6 +284,7 @@ wk_attach(Oid dboid)
 	wk_slot->state = TE_WORKER_STARTING;
 	wk_slot->absent = false;
 	wk_slot->started_at = GetCurrentTimestamp();
+	wk_slot->published = wk_slot->retried = wk_slot->dead = 0;
 	LWLockRelease(te_shared->lock);
 	on_shmem_exit(wk_detach, 0);
 }
@@ -372,18 +299,85 @@ wk_exit_absent(void)
 	proc_exit(0);
 }
 
-/* Exit (telling the launcher) unless the extension is installed here. */
+/*
+ * Look at the extension: deliver when its objects are this library's, idle
+ * until ALTER EXTENSION ... UPDATE when they are older, exit when it is gone.
+ */
 static void
-wk_require_extension(void)
+wk_open(void)
 {
-	bool		present;
+	switch (qu_open())
+	{
+		case QU_READY:
+			if (!wk_ready)
+				ereport(LOG, (errmsg("taskevents: delivering the events of database \"%s\"",
+									 wk_dbname)));
+			wk_ready = true;
+			break;
+		case QU_NEEDS_UPDATE:
+			if (wk_slot->state != TE_WORKER_NEEDS_UPDATE)
+				ereport(LOG,
+						(errmsg("taskevents: the extension's objects in database \"%s\" are older than its library; changes are captured but not delivered",
+								wk_dbname),
+						 errhint("Run ALTER EXTENSION taskevents UPDATE in that database.")));
+			wk_set_state_keep(TE_WORKER_NEEDS_UPDATE);
+			break;
+		case QU_ABSENT:
+			wk_exit_absent();
+	}
+}
+
+/* Note the database's name, and find how to convert its text to UTF-8. */
+static void
+wk_init_database(void)
+{
+	int			enc = GetDatabaseEncoding();
+	Oid			proc;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid("taskevents", true));
+	strlcpy(wk_dbname, get_database_name(MyDatabaseId), sizeof(wk_dbname));
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
+	{
+		proc = FindDefaultConversionProc(enc, PG_UTF8);
+		if (OidIsValid(proc))
+		{
+			fmgr_info_cxt(proc, &wk_conv, TopMemoryContext);
+			wk_conv_ok = true;
+		}
+	}
 	CommitTransactionCommand();
-	if (!present)
-		wk_exit_absent();
+}
+
+/*
+ * Text of the database encoding as UTF-8, what is sent: *out and *outlen.
+ * Returns why it cannot be, or NULL.  Never raises an ERROR for the text.
+ */
+static const char *
+wk_utf8(const char *s, size_t len, const char **out, size_t *outlen)
+{
+	int			enc = GetDatabaseEncoding();
+	char	   *dst;
+	int			done;
+
+	*out = s;
+	*outlen = len;
+	if (enc == PG_UTF8)
+		return NULL;
+	if (enc == PG_SQL_ASCII)
+		return pg_verify_mbstr(PG_UTF8, s, len, true) ? NULL :
+			"the event is not valid UTF-8 (the database encoding is SQL_ASCII)";
+	if (!wk_conv_ok)
+		return "the database encoding has no conversion to UTF-8";
+	dst = MemoryContextAllocHuge(CurrentMemoryContext, len * MAX_CONVERSION_GROWTH + 1);
+	done = DatumGetInt32(FunctionCall6(&wk_conv, Int32GetDatum(enc), Int32GetDatum(PG_UTF8),
+									   CStringGetDatum(s), CStringGetDatum(dst),
+									   Int32GetDatum(len), BoolGetDatum(true)));
+	if (done < len)
+		return "a character of the event has no equivalent in UTF-8";
+	*out = dst;
+	*outlen = strlen(dst);
+	return NULL;
 }
 
 /* Should this outcome line be written, or counted into the next summary? */
@@ -413,9 +407,11 @@ wk_log_allowed(void)
 
 /* One structured log line for an event's outcome. */
 static void
-wk_log_outcome(int elevel, const char *outcome, WkEvent *e, int attempt)
+wk_log_outcome(int elevel, const char *outcome, const WkEvent *e, int attempt,
+			   long status, const char *error)
 {
 	StringInfoData id;
+	const TeChange *c = e->change ? &e->change->c : NULL;
 
 	if (!message_level_is_interesting(elevel))
 		return;
@@ -426,173 +422,209 @@ wk_log_outcome(int elevel, const char *outcome, WkEvent *e, int attempt)
 	ereport(elevel,
 			(errmsg("taskevents: outcome=%s event_type=%s topic=%s task_id=%s user_id=%s correlation_id=%s event_id=%s dapr_status=%ld attempt=%d error=\"%s\"",
 					outcome, e->type, e->topic, e->task_id,
-					e->row && e->row->c.user_id ? e->row->c.user_id : "",
-					e->row ? e->row->c.trace_id : "",
-					id.data, e->req.status, attempt, e->req.error)));
+					c && c->user_id ? c->user_id : "", c ? c->trace_id : "",
+					id.data, status, attempt, wk_error_text(error))));
 	pfree(id.data);
-}
-
-/* Text in the server encoding as UTF-8 (what is sent); sets *len. */
-static const char *
-wk_utf8(const char *s, size_t *len)
-{
-	int			enc = GetDatabaseEncoding();
-
-	if (enc == PG_UTF8 || enc == PG_SQL_ASCII)
-		return s;
-	s = pg_server_to_any(s, *len, PG_UTF8);
-	*len = strlen(s);
-	return s;
 }
 
 /* Queue an event that is free to go. */
 static void
 wk_push(WkRound *r, WkEvent *e)
 {
-	WkQueue    *q = &r->ready[e->row ? (int) e->ev.topic : WK_RESENT_QUEUE];
+	WkQueue    *q = &r->ready[e->change ? (int) e->ev.topic : WK_RESENT_QUEUE];
 
 	q->items[q->tail++] = e;
 	r->nready++;
 }
 
-/* Fill in the request of an event: body in UTF-8, topic, partition key. */
+/* Dead-letter an event that was never sent; its chain goes on. */
 static void
-wk_prepare(WkEvent *e, size_t len)
+wk_dead_unsent(WkRound *r, WkEvent *e, const char *why)
 {
-	e->req.body = wk_utf8(e->body, &len);
-	e->req.body_len = len;
-	e->req.topic = e->topic;
-	e->req.partition_key = e->task_id;
-	e->req.owner = e;
+	QuDead	   *d = palloc0(sizeof(QuDead));
+
+	d->id = e->id;
+	d->change = e->change;
+	d->type = e->type;
+	d->topic = e->topic;
+	d->body = e->body;
+	d->attempts = e->change->attempts + 1;
+	d->error = why;
+	r->q.dead = lappend(r->q.dead, d);
+	r->ndead++;
+	e->change->done |= 1 << e->ev.slot;
+	e->change->attempts = 0;
+	e->change->dirty = true;
+	wk_log_outcome(WARNING, "dead_letter", e, d->attempts, 0, why);
 }
 
 /*
- * Claim: read the changes and re-queued dead letters of this round, build
- * their events and chain them per task.  Returns the number of changes;
- * *sleep_ms gets the time until the next retry is due.
+ * Fill in an event's request: body and partition key in UTF-8.  Returns why
+ * it cannot be sent, or NULL.
  */
-static int
-wk_claim(WkRound *r, long *sleep_ms)
+static const char *
+wk_prepare(WkEvent *e)
 {
-	Datum		arg = Int32GetDatum(te_batch_size);
-	MemoryContext spicxt;
-	HASHCTL		hctl;
+	const char *why;
+	size_t		len;
+
+	why = wk_utf8(e->body, strlen(e->body), &e->req.body, &e->req.body_len);
+	if (why == NULL)
+		why = wk_utf8(e->task_id, strlen(e->task_id), &e->req.partition_key, &len);
+	if (why == NULL && e->req.body_len > (size_t) te_max_body_kb * 1024)
+		why = psprintf("event of %zu bytes is over taskevents.max_body_size (%d kB)",
+					   e->req.body_len, te_max_body_kb);
+	e->req.topic = e->topic;
+	e->req.owner = e;
+	return why;
+}
+
+/* A new event of a change (slot k of its events). */
+static WkEvent *
+wk_event(QuChange *ch, const TeEvent *ev)
+{
+	WkEvent    *e = palloc0(sizeof(WkEvent));
+
+	e->change = ch;
+	e->ev = *ev;
+	te_event_id(&ch->c, ev->slot, &e->id);
+	e->type = ev->type;
+	e->topic = te_topic_name(ev->topic);
+	e->task_id = ch->c.task_id;
+	return e;
+}
+
+/*
+ * Build the events of one change that are still to go and chain them behind
+ * its task's; an event that cannot be built or sent is dead-lettered.
+ */
+static void
+wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
+{
+	TeEvent		evs[TE_MAX_EVENTS];
+	int			nev = te_change_events(&ch->c, evs);
+	const char *unsendable = te_change_unsendable(&ch->c);
+	uint64		key = hash_bytes_extended((const unsigned char *) ch->c.task_id,
+										  strlen(ch->c.task_id), 0);
+
+	if (unsendable == NULL && ch->bytes > (Size) te_max_body_kb * 1024)
+		unsendable = psprintf("the change's title and changes (%zu bytes) are over taskevents.max_body_size (%d kB)",
+							  ch->bytes, te_max_body_kb);
+	for (int k = 0; k < nev; k++)
+	{
+		WkEvent    *e;
+		StringInfoData body;
+		const char *why = unsendable;
+		bool		found;
+		WkTail	   *ent;
+
+		if (ch->done & (1 << evs[k].slot))
+			continue;
+		e = wk_event(ch, &evs[k]);
+		if (why == NULL)
+		{
+			initStringInfo(&body);
+			te_append_cloudevent(&body, &ch->c, &evs[k]);
+			e->body = body.data;
+			why = wk_prepare(e);
+		}
+		if (why != NULL)
+		{
+			wk_dead_unsent(r, e, why);
+			continue;
+		}
+		ent = hash_search(tails, &key, HASH_ENTER, &found);
+		if (found)
+			ent->tail->next = e;
+		else
+			wk_push(r, e);
+		ent->tail = e;
+	}
+}
+
+/* Dead-letter whatever of a change is not settled: its events could not be built. */
+static void
+wk_build_failed(WkRound *r, QuChange *ch, const char *why)
+{
+	TeEvent		evs[TE_MAX_EVENTS];
+	int			nev = te_change_events(&ch->c, evs);
+
+	for (int k = 0; k < nev; k++)
+		if (!(ch->done & (1 << evs[k].slot)))
+			wk_dead_unsent(r, wk_event(ch, &evs[k]), why);
+}
+
+/* A re-queued dead letter, sent as it was stored. */
+static void
+wk_build_resend(WkRound *r, QuResend *d)
+{
+	WkEvent    *e = palloc0(sizeof(WkEvent));
+	const char *why;
+
+	e->resend = d;
+	e->id = d->id;
+	e->type = d->type;
+	e->topic = d->topic;
+	e->task_id = d->task_id;
+	e->body = (char *) d->body;
+	e->attempt = d->attempts + 1;
+	why = wk_prepare(e);
+	if (why != NULL)
+	{
+		d->published = false;
+		d->error = why;
+		return;
+	}
+	wk_push(r, e);
+}
+
+/*
+ * Build every event of the round: changes in sequence order, each task's
+ * events chained in that order.  A change whose events cannot be built (an
+ * error, say out of memory) becomes dead letters; the others go on.
+ */
+static void
+wk_build(WkRound *r)
+{
+	HASHCTL		hctl = {0};
 	HTAB	   *tails;
-	uint64		n;
-	bool		isnull;
+	int			cap = r->q.nchanges * TE_MAX_EVENTS + r->q.nresends + 1;
 
-	wk_begin("taskevents: claiming");
-	if (!OidIsValid(get_extension_oid("taskevents", true)))
-	{
-		wk_commit();
-		wk_exit_absent();
-	}
-
-	if (TimestampDifferenceExceeds(wk_last_purge, GetCurrentTimestamp(), 60000))
-	{
-		Datum		secs = Float8GetDatum((double) te_retention_s);
-
-		wk_exec(PLAN_PURGE, &secs, SPI_OK_DELETE);
-		wk_last_purge = GetCurrentTimestamp();
-	}
-
-	n = wk_exec(PLAN_CLAIM, &arg, SPI_OK_SELECT);
-	spicxt = MemoryContextSwitchTo(wk_cxt);
-	r->nrows = n;
-	r->rows = palloc0(sizeof(WkRow) * (n + 1));
 	for (int q = 0; q < WK_NQUEUES; q++)
-		r->ready[q].items = palloc(sizeof(WkEvent *) * (n * TE_MAX_EVENTS + te_batch_size + 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		WkRow	   *row = &r->rows[i];
-
-		te_outbox_read(tup, desc, &row->c);
-		row->done = DatumGetInt32(heap_getattr(tup, Natts_outbox + 1, desc, &isnull));
-		row->attempts = DatumGetInt32(heap_getattr(tup, Natts_outbox + 2, desc, &isnull));
-		row->in_retry = row->done != 0 || row->attempts != 0;
-	}
-	MemoryContextSwitchTo(spicxt);
-
-	*sleep_ms = te_poll_interval_ms;
-	if (wk_exec(PLAN_NEXT_WAKE, NULL, SPI_OK_SELECT) == 1)
-	{
-		Datum		d = heap_getattr(SPI_tuptable->vals[0], 1, SPI_tuptable->tupdesc, &isnull);
-
-		if (!isnull && DatumGetInt64(d) < *sleep_ms)
-			*sleep_ms = Max(DatumGetInt64(d), 1);
-	}
-
-	/* Re-queued dead letters: sent as they were stored, each on its own. */
-	n = wk_exec(PLAN_CLAIM_DEAD, &arg, SPI_OK_SELECT);
-	spicxt = MemoryContextSwitchTo(wk_cxt);
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		WkEvent    *e = palloc0(sizeof(WkEvent));
-
-		e->id = *DatumGetUUIDP(heap_getattr(tup, 1, desc, &isnull));
-		e->type = TextDatumGetCString(heap_getattr(tup, 2, desc, &isnull));
-		e->topic = TextDatumGetCString(heap_getattr(tup, 3, desc, &isnull));
-		e->task_id = TextDatumGetCString(heap_getattr(tup, 4, desc, &isnull));
-		e->body = TextDatumGetCString(heap_getattr(tup, 5, desc, &isnull));
-		e->attempts = DatumGetInt32(heap_getattr(tup, 6, desc, &isnull));
-		wk_prepare(e, strlen(e->body));
-		r->resent = lappend(r->resent, e);
-		wk_push(r, e);
-	}
-	MemoryContextSwitchTo(spicxt);
-	wk_commit();
-
-	/* Build the events and chain them per task, in order. */
-	MemoryContextSwitchTo(wk_cxt);
-	memset(&hctl, 0, sizeof(hctl));
+		r->ready[q].items = palloc(sizeof(WkEvent *) * cap);
 	hctl.keysize = sizeof(uint64);
 	hctl.entrysize = sizeof(WkTail);
 	hctl.hcxt = wk_cxt;
-	tails = hash_create("taskevents chains", Max(r->nrows, 16), &hctl,
+	tails = hash_create("taskevents chains", Max(r->q.nchanges, 16), &hctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (int i = 0; i < r->nrows; i++)
+
+	for (int i = 0; i < r->q.nchanges; i++)
 	{
-		WkRow	   *row = &r->rows[i];
+		QuChange   *ch = &r->q.changes[i];
 		TeEvent		evs[TE_MAX_EVENTS];
-		int			nev = te_change_events(&row->c, evs);
-		uint64		key = hash_bytes_extended((const unsigned char *) row->c.task_id,
-											  strlen(row->c.task_id), 0);
+		int			nev = te_change_events(&ch->c, evs);
 
 		for (int k = 0; k < nev; k++)
+			ch->slots |= 1 << evs[k].slot;
+		if (ch->blocked)
+			continue;
+		PG_TRY();
 		{
-			WkEvent    *e;
-			StringInfoData body;
-			bool		found;
-			WkTail	   *ent;
-
-			row->slots |= 1 << evs[k].slot;
-			if (row->done & (1 << evs[k].slot))
-				continue;
-			e = palloc0(sizeof(WkEvent));
-			e->row = row;
-			e->ev = evs[k];
-			te_event_id(&row->c, evs[k].slot, &e->id);
-			e->type = evs[k].type;
-			e->topic = te_topic_name(evs[k].topic);
-			e->task_id = row->c.task_id;
-			initStringInfo(&body);
-			te_append_cloudevent(&body, &row->c, &evs[k]);
-			e->body = body.data;
-			wk_prepare(e, body.len);
-
-			ent = hash_search(tails, &key, HASH_ENTER, &found);
-			if (found)
-				ent->tail->next = e;
-			else
-				wk_push(r, e);
-			ent->tail = e;
+			wk_build_change(r, ch, tails);
 		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(wk_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			wk_build_failed(r, ch, psprintf("the event could not be built: %s", edata->message));
+		}
+		PG_END_TRY();
 	}
-	return r->nrows;
+	for (int i = 0; i < r->q.nresends; i++)
+		wk_build_resend(r, &r->q.resends[i]);
 }
 
 /* The backoff before attempt n+1: doubling from backoff_min, capped, with jitter. */
@@ -612,38 +644,62 @@ wk_backoff_ms(int attempts)
 static void
 wk_settled(WkRound *r, WkEvent *e)
 {
-	if (e->row == NULL)
-		return;
-	e->row->done |= 1 << e->ev.slot;
-	e->row->attempts = 0;
-	e->row->dirty = true;
+	e->change->done |= 1 << e->ev.slot;
+	e->change->attempts = 0;
+	e->change->dirty = true;
 	if (e->next != NULL)
 		wk_push(r, e->next);
+}
+
+/* A dead letter of an event that was sent. */
+static void
+wk_dead_sent(WkRound *r, WkEvent *e)
+{
+	QuDead	   *d = palloc0(sizeof(QuDead));
+
+	d->id = e->id;
+	d->change = e->change;
+	d->type = e->type;
+	d->topic = e->topic;
+	d->body = e->body;
+	d->attempts = e->attempt;
+	d->status = e->req.status;
+	d->error = wk_error_text(e->req.error);
+	r->q.dead = lappend(r->q.dead, d);
+	r->ndead++;
+	wk_log_outcome(WARNING, "dead_letter", e, e->attempt, e->req.status, e->req.error);
+	wk_settled(r, e);
 }
 
 /* Handle one finished request. */
 static void
 wk_finished(WkRound *r, WkEvent *e)
 {
-	if (!e->req.transport)
+	if (e->req.status > 0)
 		r->answered++;
-	if (e->row == NULL)
+	if (e->resend != NULL)
 	{
-		if (e->req.outcome == TE_OUTCOME_OK)
+		QuResend   *d = e->resend;
+
+		d->published = e->req.outcome == TE_OUTCOME_OK;
+		d->status = e->req.status;
+		d->error = wk_error_text(e->req.error);
+		if (d->published)
 			r->published++;
-		return;					/* recorded with r->resent */
+		else
+			wk_log_outcome(WARNING, "dead_letter", e, e->attempt, d->status, e->req.error);
+		return;
 	}
+	e->attempt = e->change->attempts + 1;
 	switch (e->req.outcome)
 	{
 		case TE_OUTCOME_OK:
 			r->published++;
-			wk_log_outcome(DEBUG1, "published", e, e->row->attempts + 1);
+			wk_log_outcome(DEBUG1, "published", e, e->attempt, e->req.status, "");
 			wk_settled(r, e);
 			break;
 		case TE_OUTCOME_PERMANENT:
-			e->attempts = e->row->attempts + 1;
-			r->dead = lappend(r->dead, e);
-			wk_settled(r, e);
+			wk_dead_sent(r, e);
 			break;
 		case TE_OUTCOME_RETRY:
 			r->failed = lappend(r->failed, e);
@@ -656,26 +712,18 @@ static void
 wk_skip(WkEvent *e)
 {
 	e->req.outcome = TE_OUTCOME_OK;
-	e->req.transport = false;
 	ereport(DEBUG1,
 			(errmsg("taskevents: dapr_enabled=off event_type=%s topic=%s task_id=%s event=%s",
 					e->type, e->topic, e->task_id, e->body)));
 }
 
-/* Send one event on its own (or settle it at once: dapr_enabled off, too big). */
+/* Send one event on its own (or settle it at once: dapr_enabled off). */
 static void
 wk_start_one(WkRound *r, WkEvent *e)
 {
 	r->sent++;
 	if (!te_dapr_enabled)
 		wk_skip(e);
-	else if (e->req.body_len > (size_t) te_max_body_kb * 1024)
-	{
-		e->req.outcome = TE_OUTCOME_PERMANENT;
-		snprintf(e->req.error, sizeof(e->req.error),
-				 "event of %zu bytes is over taskevents.max_body_size (%d kB)",
-				 e->req.body_len, te_max_body_kb);
-	}
 	else
 	{
 		te_dapr_start(&e->req);
@@ -693,7 +741,6 @@ wk_bulk_finished(WkRound *r, WkBulk *b)
 	{
 		WkEvent    *e = b->events[i];
 
-		e->req.transport = b->req.transport;
 		e->req.status = b->req.status;
 		e->req.outcome = b->req.outcome;
 		strlcpy(e->req.error, b->req.error, sizeof(e->req.error));
@@ -725,7 +772,6 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 	WkBulk	   *b = palloc0(sizeof(WkBulk));
 	StringInfoData body;
 	size_t		limit = (size_t) te_max_body_kb * 1024;
-	size_t		len;
 
 	b->events = palloc(sizeof(WkEvent *) * WK_BULK_MAX);
 	initStringInfo(&body);
@@ -734,14 +780,7 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 	{
 		WkEvent    *e = q->items[q->head];
 
-		if (e->req.body_len > limit)
-		{
-			q->head++;
-			r->nready--;
-			wk_start_one(r, e);		/* a dead letter without sending */
-			continue;
-		}
-		if (b->n > 0 && body.len + e->req.body_len + strlen(e->task_id) + 160 > limit)
+		if (b->n > 0 && body.len + e->req.body_len + strlen(e->req.partition_key) + 160 > limit)
 			break;
 		q->head++;
 		r->nready--;
@@ -751,19 +790,16 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 		appendStringInfoString(&body, "{\"entryId\":\"");
 		te_append_uuid(&body, &e->id);
 		appendStringInfoString(&body, "\",\"event\":");
-		appendStringInfoString(&body, e->body);
+		appendBinaryStringInfo(&body, e->req.body, e->req.body_len);
 		appendStringInfoString(&body, ",\"contentType\":\"application/cloudevents+json\",\"metadata\":{\"partitionKey\":");
-		escape_json(&body, e->task_id);
+		escape_json(&body, e->req.partition_key);
 		appendStringInfoString(&body, "}}");
 		b->events[b->n++] = e;
 	}
-	if (b->n == 0)
-		return;
 	appendStringInfoChar(&body, ']');
 
-	len = body.len;
-	b->req.body = wk_utf8(body.data, &len);
-	b->req.body_len = len;
+	b->req.body = body.data;
+	b->req.body_len = body.len;
 	b->req.topic = b->events[0]->topic;
 	b->req.bulk = true;
 	b->req.owner = b;
@@ -807,7 +843,7 @@ wk_pump(WkRound *r)
 			else
 				wk_finished(r, (WkEvent *) done[i]->owner);
 		}
-		CHECK_FOR_INTERRUPTS();
+		wk_check_alive();
 	}
 }
 
@@ -823,7 +859,7 @@ wk_probe(void)
 	while (req.handle != NULL)
 	{
 		(void) te_dapr_wait(done, 1, 100);
-		CHECK_FOR_INTERRUPTS();
+		wk_check_alive();
 	}
 	wk_last_probe = GetCurrentTimestamp();
 	if (req.outcome != TE_OUTCOME_OK)
@@ -841,180 +877,30 @@ wk_apply_failures(WkRound *r)
 	foreach(lc, r->failed)
 	{
 		WkEvent    *e = lfirst(lc);
-		WkRow	   *row = e->row;
-		int			attempt = e->attempts = ++row->attempts;
+		QuChange   *ch = e->change;
 
-		row->dirty = true;
-		row->last_status = e->req.status;
-		row->last_error = pstrdup(e->req.error);
-		if ((te_max_attempts > 0 && attempt >= te_max_attempts) ||
-			(te_max_age_s > 0 &&
-			 TimestampDifferenceExceeds(row->c.changed_at, now, te_max_age_s * 1000L)))
+		ch->attempts = e->attempt;
+		ch->dirty = true;
+		ch->failed = true;
+		ch->last_status = e->req.status;
+		ch->last_error = wk_error_text(e->req.error);
+		if ((te_max_attempts > 0 && e->attempt >= te_max_attempts) ||
+			(te_max_age_s > 0 && now - ch->c.changed_at > (int64) te_max_age_s * USECS_PER_SEC))
 		{
-			r->dead = lappend(r->dead, e);
-			wk_settled(r, e);
-			row->next_attempt_at = now;
+			/* dead: the change's next event is due at once */
+			wk_dead_sent(r, e);
+			ch->next_attempt_at = now;
 			continue;
 		}
-		row->next_attempt_at = TimestampTzPlusMilliseconds(now, wk_backoff_ms(attempt));
+		ch->next_attempt_at = TimestampTzPlusMilliseconds(now, wk_backoff_ms(e->attempt));
 		r->retried++;
-		wk_log_outcome(LOG, "retry", e, attempt);
+		wk_log_outcome(LOG, "retry", e, e->attempt, e->req.status, e->req.error);
 	}
-}
-
-/* Build a one-dimensional array of the given element type. */
-static Datum
-wk_array(Datum *elems, bool *nulls, int n, Oid elemtype)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
-											  typlen, typbyval, typalign));
-}
-
-/* Record the round's outcomes in one transaction. */
-static void
-wk_record(WkRound *r)
-{
-	int			cap = r->nrows + list_length(r->dead) + list_length(r->resent) + 1;
-	Datum	   *a[10];
-	bool	   *an[10];
-	Datum		args[10];
-	int			n;
-	int			m;
-	ListCell   *lc;
-
-	for (int i = 0; i < 10; i++)
-	{
-		a[i] = palloc(sizeof(Datum) * cap);
-		an[i] = palloc0(sizeof(bool) * cap);
-	}
-
-	wk_begin("taskevents: recording");
-
-	/* Delivered changes leave the outbox (kept in delivered with retention). */
-	n = 0;
-	m = 0;
-	for (int i = 0; i < r->nrows; i++)
-	{
-		if (r->rows[i].done != r->rows[i].slots)
-			continue;
-		a[0][n++] = Int64GetDatum(r->rows[i].c.seq);
-		if (r->rows[i].in_retry)
-			a[1][m++] = Int64GetDatum(r->rows[i].c.seq);
-	}
-	if (n > 0)
-	{
-		args[0] = wk_array(a[0], an[0], n, INT8OID);
-		if (te_retention_s > 0)
-			wk_exec(PLAN_ARCHIVE, args, SPI_OK_INSERT);
-		else
-			wk_exec(PLAN_DELETE, args, SPI_OK_DELETE);
-	}
-	if (m > 0)
-	{
-		args[0] = wk_array(a[1], an[1], m, INT8OID);
-		wk_exec(PLAN_FORGET, args, SPI_OK_DELETE);
-	}
-
-	/* Changes partly delivered or waiting for a retry. */
-	n = 0;
-	for (int i = 0; i < r->nrows; i++)
-	{
-		WkRow	   *row = &r->rows[i];
-
-		if (!row->dirty || row->done == row->slots)
-			continue;
-		a[0][n] = Int64GetDatum(row->c.seq);
-		a[1][n] = CStringGetTextDatum(row->c.task_id);
-		a[2][n] = Int32GetDatum(row->done);
-		a[3][n] = Int32GetDatum(row->attempts);
-		a[4][n] = TimestampTzGetDatum(row->next_attempt_at ? row->next_attempt_at : GetCurrentTimestamp());
-		a[5][n] = Int32GetDatum((int32) row->last_status);
-		an[6][n] = row->last_error == NULL;
-		a[6][n] = row->last_error ? CStringGetTextDatum(row->last_error) : (Datum) 0;
-		n++;
-	}
-	if (n > 0)
-	{
-		static const Oid types[] = {INT8OID, TEXTOID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4OID, TEXTOID};
-
-		for (int k = 0; k < 7; k++)
-			args[k] = wk_array(a[k], an[k], n, types[k]);
-		wk_exec(PLAN_RETRY, args, SPI_OK_INSERT);
-	}
-
-	/* Dead letters, with the exact body and the last error. */
-	n = 0;
-	foreach(lc, r->dead)
-	{
-		WkEvent    *e = lfirst(lc);
-
-		a[0][n] = UUIDPGetDatum(&e->id);
-		a[1][n] = Int64GetDatum(e->row->c.seq);
-		a[2][n] = CStringGetTextDatum(e->type);
-		a[3][n] = CStringGetTextDatum(e->topic);
-		a[4][n] = CStringGetTextDatum(e->task_id);
-		a[5][n] = CStringGetTextDatum(e->body);
-		a[6][n] = Int32GetDatum(e->attempts);
-		a[7][n] = Int32GetDatum((int32) e->req.status);
-		a[8][n] = CStringGetTextDatum(e->req.error);
-		a[9][n] = TimestampTzGetDatum(e->row->c.changed_at);
-		n++;
-		r->ndead++;
-		wk_log_outcome(WARNING, "dead_letter", e, e->attempts);
-	}
-	if (n > 0)
-	{
-		static const Oid types[] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT4OID, INT4OID, TEXTOID, TIMESTAMPTZOID};
-
-		for (int k = 0; k < 10; k++)
-			args[k] = wk_array(a[k], an[k], n, types[k]);
-		wk_exec(PLAN_DEAD, args, SPI_OK_INSERT);
-	}
-
-	/* Re-queued dead letters: gone when published, dead again otherwise. */
-	for (int pass = 0; pass < 2; pass++)
-	{
-		n = 0;
-		foreach(lc, r->resent)
-		{
-			WkEvent    *e = lfirst(lc);
-
-			if ((e->req.outcome == TE_OUTCOME_OK) != (pass == 0))
-				continue;
-			a[0][n] = UUIDPGetDatum(&e->id);
-			a[1][n] = Int32GetDatum((int32) e->req.status);
-			a[2][n] = CStringGetTextDatum(e->req.error);
-			n++;
-			if (pass == 1)
-				wk_log_outcome(WARNING, "dead_letter", e, e->attempts + 1);
-		}
-		if (n == 0)
-			continue;
-		args[0] = wk_array(a[0], an[0], n, UUIDOID);
-		if (pass == 0)
-			wk_exec(PLAN_RESENT_OK, args, SPI_OK_DELETE);
-		else
-		{
-			args[1] = wk_array(a[1], an[1], n, INT4OID);
-			args[2] = wk_array(a[2], an[2], n, TEXTOID);
-			wk_exec(PLAN_RESENT_FAILED, args, SPI_OK_UPDATE);
-		}
-	}
-	wk_commit();
 }
 
 /*
  * The sidecar is away: pause.  Only the first pause of an outage is logged;
- * while it lasts (a sidecar may answer its probe and still refuse to
- * publish) a summary follows every minute.
+ * while it lasts a summary follows every minute.
  */
 static void
 wk_pause(const char *error)
@@ -1061,29 +947,13 @@ wk_outage_over(void)
 					te_dapr_endpoint(), secs)));
 }
 
-/* While paused: probe readiness, and resume when the sidecar answers it. */
-static bool
-wk_try_resume(void)
-{
-	if (!wk_probe())
-		return false;
-	wk_paused = false;
-	wk_set_state(TE_WORKER_DELIVERING, true);
-
-	/* Events that failed only because the sidecar was away go first. */
-	wk_begin("taskevents: resuming");
-	wk_exec(PLAN_UNBLOCK, NULL, SPI_OK_UPDATE);
-	wk_commit();
-	return true;
-}
-
 /*
  * Flush WAL up to the end of the last record inserted, which covers the
- * commit of every change the claim saw.  When that record ended at a page
- * boundary, the insert position points past the next page's header, a page
- * nobody wrote yet: step back to the boundary.
+ * commit of every change the claim saw; returns that position.  When that
+ * record ended at a page boundary, the insert position points past the next
+ * page's header, a page nobody wrote yet: step back to the boundary.
  */
-static void
+static XLogRecPtr
 wk_flush_wal(void)
 {
 	XLogRecPtr	lsn = GetXLogInsertRecPtr();
@@ -1093,79 +963,197 @@ wk_flush_wal(void)
 	else if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
 		lsn -= SizeOfXLogShortPHD;
 	XLogFlush(lsn);
+	return lsn;
 }
 
 /*
- * One round: claim, send, record.  Returns true when the batch was full
- * (more is probably waiting); *sleep_ms says when a retry is next due.
+ * The first slot of taskevents.standby_slots whose standby has not flushed
+ * WAL up to lsn (its restart_lsn, which a physical slot advances as the
+ * standby reports its flush position), or NULL when all have.  A slot that
+ * does not exist has flushed nothing.
  */
-static bool
-wk_round(long *sleep_ms)
+static char *
+wk_standby_behind(XLogRecPtr lsn, XLogRecPtr *flushed)
 {
-	WkRound		r = {0};
-	int			nrows;
+	char	   *names = pstrdup(te_standby_slots);
+	List	   *list;
+	ListCell   *lc;
 
-	nrows = wk_claim(&r, sleep_ms);
-	if (r.nready == 0 && nrows == 0)
+	if (!SplitIdentifierString(names, ',', &list))
+		return NULL;			/* the check hook let nothing else in */
+	foreach(lc, list)
 	{
-		wk_outage_over();
-		return false;
+		char	   *name = lfirst(lc);
+
+		*flushed = InvalidXLogRecPtr;
+		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+		for (int i = 0; i < max_replication_slots; i++)
+		{
+			ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+
+			if (s->in_use && strcmp(NameStr(s->data.name), name) == 0)
+			{
+				SpinLockAcquire(&s->mutex);
+				if (!OidIsValid(s->data.database))
+					*flushed = s->data.restart_lsn;
+				SpinLockRelease(&s->mutex);
+			}
+		}
+		LWLockRelease(ReplicationSlotControlLock);
+		if (*flushed < lsn)
+			return name;
 	}
-
-	/* Nothing is sent before its commit is durable. */
-	wk_flush_wal();
-
-	wk_pump(&r);
-
-	/*
-	 * Every request failed without an answer (refused, reset, timed out):
-	 * the sidecar is away, which is no event's fault.  Nothing is recorded,
-	 * so no attempt is charged.
-	 */
-	if (r.answered == 0 && r.failed != NIL && te_dapr_enabled)
-	{
-		wk_pause(((WkEvent *) linitial(r.failed))->req.error);
-		MemoryContextSwitchTo(TopMemoryContext);
-		MemoryContextReset(wk_cxt);
-		return false;
-	}
-	if (r.answered > 0)
-		wk_outage_over();
-	wk_apply_failures(&r);
-	wk_record(&r);
-
-	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
-	wk_slot->published += r.published;
-	wk_slot->retried += r.retried;
-	wk_slot->dead += r.ndead;
-	if (r.answered > 0)
-		wk_slot->sidecar_reachable = true;
-	LWLockRelease(te_shared->lock);
-	if (r.failed != NIL)
-		wk_set_error(((WkEvent *) llast(r.failed))->req.error);
-	else if (r.dead != NIL)
-		wk_set_error(((WkEvent *) llast(r.dead))->req.error);
-
-	MemoryContextSwitchTo(TopMemoryContext);
-	MemoryContextReset(wk_cxt);
-	return nrows >= te_batch_size;
+	return NULL;
 }
 
-/* After an ERROR inside a round: report it, clean up, carry on. */
+/*
+ * With taskevents.standby_slots: wait until each of those standbys has
+ * flushed WAL up to lsn, so that a standby a failover promotes has every
+ * change whose events consumers saw.
+ */
+static void
+wk_wait_standbys(XLogRecPtr lsn)
+{
+	TimestampTz since = GetCurrentTimestamp();
+	bool		logged = false;
+	char	   *slot;
+	XLogRecPtr	flushed;
+
+	while ((slot = wk_standby_behind(lsn, &flushed)) != NULL)
+	{
+		wk_set_state_keep(TE_WORKER_STANDBY_WAIT);
+		if (!logged && TimestampDifferenceExceeds(since, GetCurrentTimestamp(), 10000))
+		{
+			logged = true;
+			ereport(LOG,
+					(errmsg("taskevents: delivery waits for the standby of replication slot \"%s\": it has flushed WAL up to %X/%X, the events need %X/%X",
+							slot, LSN_FORMAT_ARGS(flushed), LSN_FORMAT_ARGS(lsn)),
+					 errhint("A slot that does not exist or whose standby is down holds delivery back; remove it from taskevents.standby_slots to go on.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			te_dapr_configure();
+		}
+	}
+	if (logged)
+		ereport(LOG, (errmsg("taskevents: the standbys of taskevents.standby_slots caught up; delivery goes on")));
+	wk_set_state_keep(TE_WORKER_DELIVERING);
+}
+
+/* Count the round's outcomes in the slot; note its last error. */
+static void
+wk_count(WkRound *r)
+{
+	LWLockAcquire(te_shared->lock, LW_EXCLUSIVE);
+	wk_slot->published += r->published;
+	wk_slot->retried += r->retried;
+	wk_slot->dead += r->ndead;
+	if (r->answered > 0)
+		wk_slot->sidecar_reachable = true;
+	LWLockRelease(te_shared->lock);
+	if (r->failed != NIL)
+		wk_set_error(((WkEvent *) llast(r->failed))->req.error);
+	else if (r->q.dead != NIL)
+		wk_set_error(((QuDead *) llast(r->q.dead))->error);
+}
+
+/*
+ * One round: claim, build, send, record.  Returns how long to sleep: 0 when
+ * more is waiting.
+ */
+static long
+wk_round(void)
+{
+	WkRound    *r = palloc0(sizeof(WkRound));
+
+	if (!qu_claim(&r->q, te_batch_size, WK_ROUND_BYTES))
+		wk_exit_absent();
+	if (r->q.nchanges == 0 && r->q.nresends == 0)
+	{
+		wk_outage_over();
+		if (!qu_record(&r->q))	/* the cursor may have closed holes */
+			wk_exit_absent();
+		return r->q.sleep_ms;
+	}
+	wk_build(r);
+
+	/* Nothing is sent before its commit is durable (and on the standbys named). */
+	wk_wait_standbys(wk_flush_wal());
+	wk_pump(r);
+
+	/*
+	 * No answer at all: if the sidecar is not ready either, it is away,
+	 * which is no event's fault.  Nothing is recorded: no attempt charged.
+	 */
+	if (r->failed != NIL && r->answered == 0 && !wk_probe())
+	{
+		wk_pause(((WkEvent *) linitial(r->failed))->req.error);
+		return 1000;
+	}
+	wk_outage_over();
+	wk_apply_failures(r);
+	if (!qu_record(&r->q))
+		wk_exit_absent();
+	wk_count(r);
+	return r->q.more ? 0 : r->q.sleep_ms;
+}
+
+/* While paused: probe readiness every second, resume when the sidecar answers. */
+static long
+wk_paused_step(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(wk_last_probe, now, 1000))
+		return 1000 - (now - wk_last_probe) / 1000;
+	if (!wk_probe())
+		return 1000;
+	wk_paused = false;
+	wk_set_state(TE_WORKER_DELIVERING, true);
+	return 0;
+}
+
+/* One step of the worker's loop; returns how long to sleep. */
+static long
+wk_step(void)
+{
+	if (!wk_ready || !te_enabled || wk_paused)
+	{
+		wk_open();				/* exits when the extension is gone */
+		if (!wk_ready)
+			return te_poll_interval_ms;
+	}
+	if (!te_enabled)
+	{
+		wk_set_state_keep(TE_WORKER_DISABLED);
+		return te_poll_interval_ms;
+	}
+	if (wk_paused)
+		return wk_paused_step();
+	wk_set_state_keep(TE_WORKER_DELIVERING);
+	return wk_round();
+}
+
+/* After an ERROR inside a step: report it, clean up, carry on. */
 static void
 wk_recover(void)
 {
 	ErrorData  *edata;
 
-	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextSwitchTo(wk_cxt);	/* reset before the next step */
 	edata = CopyErrorData();
 	EmitErrorReport();
 	AbortCurrentTransaction();
 	FlushErrorState();
 	te_dapr_abort_all();
-	MemoryContextReset(wk_cxt);
+	MemoryContextSwitchTo(wk_cxt);
 	wk_set_error(edata->message);
-	FreeErrorData(edata);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -1179,27 +1167,23 @@ taskevents_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	wk_pin_environment();
 	pgstat_report_appname("taskevents worker");
 
 	wk_attach(dboid);
 	wk_cxt = AllocSetContextCreate(TopMemoryContext, "taskevents round",
 								   ALLOCSET_DEFAULT_SIZES);
-
-	/*
-	 * Plan each statement for the outbox as it is now: a plan cached while
-	 * the outbox was small would scan all of it once it has grown.
-	 */
-	SetConfigOption("plan_cache_mode", "force_custom_plan", PGC_USERSET, PGC_S_OVERRIDE);
-	wk_require_extension();
+	wk_init_database();
 	te_dapr_configure();
-	wk_set_state(TE_WORKER_DELIVERING, false);
 
 	for (;;)
 	{
-		long		sleep_ms = te_poll_interval_ms;
+		volatile long sleep_ms = 1000;
 
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(wk_cxt);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		wk_check_alive();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1207,44 +1191,20 @@ taskevents_worker_main(Datum arg)
 			te_dapr_configure();
 		}
 
-		if (!te_enabled)
+		PG_TRY();
 		{
-			/* idle, but leave when the extension is dropped */
-			wk_require_extension();
-			if (wk_slot->state != TE_WORKER_DISABLED)
-				wk_set_state(TE_WORKER_DISABLED, wk_slot->sidecar_reachable);
+			MemoryContextSwitchTo(wk_cxt);
+			sleep_ms = wk_step();
 		}
-		else if (wk_paused)
+		PG_CATCH();
 		{
-			long		since = 0;
-			int			usecs;
-
-			TimestampDifference(wk_last_probe, GetCurrentTimestamp(), &since, &usecs);
-			if (since >= 1 && wk_try_resume())
-				continue;
-			sleep_ms = 1000;
+			wk_recover();
 		}
-		else
-		{
-			volatile bool more = false;
+		PG_END_TRY();
 
-			if (wk_slot->state != TE_WORKER_DELIVERING)
-				wk_set_state(TE_WORKER_DELIVERING, wk_slot->sidecar_reachable);
-			PG_TRY();
-			{
-				more = wk_round(&sleep_ms);
-			}
-			PG_CATCH();
-			{
-				wk_recover();
-				sleep_ms = 1000;
-			}
-			PG_END_TRY();
-			if (more)
-				continue;
-		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+		MemoryContextSwitchTo(TopMemoryContext);
+		if (sleep_ms > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
 	}
 }

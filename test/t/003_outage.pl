@@ -52,19 +52,38 @@ wait_drained($node, 'drained after the outage', 10);
 is(scalar @{ delivered_events($dapr) }, 40 + 100 + 140, 'every event of the outage delivered');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters');
 
-# A sidecar that hangs: requests time out, writers are not held up.
-$dapr->mode(mode => 'hang');
+# A sidecar frozen whole (SIGSTOP): requests and the readiness probe time
+# out; that is the sidecar away, writers are not held up, nothing is charged.
+$dapr->freeze;
 my $out = $node->safe_psql('postgres', q{
 	SET statement_timeout = '2s';
-	INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'while hanging' FROM generate_series(1, 10);
+	INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'while frozen' FROM generate_series(1, 10);
 	SELECT 'written';
 });
-is($out, 'written', 'writes finish while every request hangs');
-wait_until('paused on a hanging sidecar', sub {
+is($out, 'written', 'writes finish while the sidecar is frozen');
+wait_until('paused on a frozen sidecar', sub {
 	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ }, 15);
+sleep 3;    # longer than max_attempts x backoff
+$dapr->thaw;
+wait_drained($node, 'drained after the thaw', 10);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters after the freeze');
+
+# A sidecar that is ready but whose publishes hang (a broker slower than the
+# timeout): each timeout is an attempt, so the worker backs off and gives up
+# after max_attempts instead of pausing and re-sending for ever.
+$dapr->mode(mode => 'hang');
+my $retried = $node->safe_psql('postgres', 'SELECT retried FROM taskevents.status');
+$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'slow broker')");
+wait_until('the slow publish is charged and dead-lettered', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters') eq '2' }, 20);
+like($node->safe_psql('postgres', 'SELECT string_agg(DISTINCT last_error, \',\') FROM taskevents.dead_letters'),
+	qr/Timeout/i, 'the dead letters say the requests timed out');
+cmp_ok($node->safe_psql('postgres', 'SELECT retried FROM taskevents.status'), '>', $retried,
+	'the timeouts were retried with backoff first');
+unlike($node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status'), qr/paused/,
+	'a ready sidecar is not paused for');
 $dapr->mode(mode => 'ok');
-wait_drained($node, 'drained after the hang', 10);
-is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'no dead letters after the hang');
+$node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
 
 # Only one kind of summary during a long outage, not a line per event.
 my $log = slurp_file($node->logfile);

@@ -169,6 +169,10 @@ sub stop
 	delete $self->{h};
 }
 
+# Freeze the whole process (nothing answers, not even readiness), and thaw it.
+sub freeze { $_[0]{h}->signal('STOP') }
+sub thaw { $_[0]{h}->signal('CONT') }
+
 sub restart
 {
 	my ($self) = @_;

@@ -1,0 +1,1002 @@
+/*-------------------------------------------------------------------------
+ * queue.c
+ *		The delivery worker's SQL side: claiming a round's changes, and
+ *		recording its outcomes, each in one short transaction.
+ *
+ * The queue tables are append-only (outbox.h), so the worker never deletes
+ * a delivered change: it remembers how far it has read, as a cursor.  A
+ * sequence number is handed out before its transaction commits, so the
+ * changes become visible out of order: the cursor is the highest number read
+ * (hi) and the holes below it, numbers not seen yet.  A hole is a change
+ * still being written, or one rolled back; each claim reads the rows above
+ * hi and the rows in the holes.  A hole is closed for good once every
+ * transaction that could have been given its number has ended: before each
+ * claim the worker notes the last number given out and the next transaction
+ * id (a checkpoint); once the oldest running transaction is past that id,
+ * every number up to it that was not seen never will be.
+ *
+ * Every record writes the cursor to taskevents.tick (insert only; the newest
+ * row wins), in the same transaction as the round's outcomes: after a crash
+ * the worker resumes exactly there (events in flight are sent again, with
+ * their ids).
+ *
+ * Changes whose event failed go to taskevents.retry as a whole copy, with
+ * their state; so do the later changes of a task waiting behind one (per-task
+ * order).  Once every change of a queue table is read and its run of numbers
+ * is over, the table is emptied with TRUNCATE (never waiting for its lock:
+ * a reader such as pg_dump just makes it wait for a later round).
+ *
+ * Every statement names its schemas, operators and functions: the worker
+ * runs as a superuser in a database others own.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "outbox.h"
+#include "queue.h"
+#include "settings.h"
+
+/* The extension the worker delivers for: a new install is another worker's. */
+static Oid	qu_extension = InvalidOid;
+
+/* The cursor as last recorded (in TopMemoryContext). */
+static QuCursor qu_cursor;
+
+/* Checkpoints: every number up to last was given out to transactions before xid. */
+#define QU_MAX_CHECKPOINTS 64
+typedef struct QuCheckpoint
+{
+	int64		last;
+	TransactionId xid;
+} QuCheckpoint;
+static QuCheckpoint qu_checkpoints[QU_MAX_CHECKPOINTS];
+static int	qu_ncheckpoints = 0;
+
+/* The run of numbers each queue table was last emptied after (-1: not this time). */
+static int64 qu_emptied_run[TE_QUEUE_TABLES] = {-1, -1, -1};
+static TimestampTz qu_last_prune = 0;
+
+/* Where what a claim reads is kept (SPI's contexts end with its transaction). */
+static MemoryContext qu_round_cxt;
+
+/* The saved plans. */
+enum
+{
+	PLAN_LAST_SEQ,
+	PLAN_CLAIM_RETRY,
+	PLAN_CLAIM_NEW,
+	PLAN_CLAIM_RESEND,
+	PLAN_NEXT_DUE,
+	PLAN_RETRY_DELETE,
+	PLAN_RETRY_UPDATE,
+	PLAN_RETRY_INSERT,
+	PLAN_RETRY_HEADS,
+	PLAN_DEAD,
+	PLAN_RESENT_OK,
+	PLAN_RESENT_FAILED,
+	PLAN_TICK,
+	PLAN_TICK_READ,
+	PLAN_TICK_PRUNE,
+	PLAN_NEWEST_0,
+	PLAN_NEWEST_1,
+	PLAN_NEWEST_2,
+	NUM_PLANS
+};
+
+#define QU_MAX_ARGS 10
+
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[QU_MAX_ARGS];
+}			qu_sql[NUM_PLANS] =
+{
+	[PLAN_LAST_SEQ] = {
+		"SELECT last_value, is_called FROM taskevents.outbox_seq",
+		0, {0}
+	},
+	[PLAN_CLAIM_RETRY] = {
+		"SELECT r.* FROM taskevents.retry r"
+		" WHERE r.task_id OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"       SELECT h.task_id FROM taskevents.retry h"
+		"        WHERE h.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
+		"        ORDER BY h.next_attempt_at LIMIT $1))"
+		" ORDER BY r.seq LIMIT $1",
+		1, {INT4OID}
+	},
+	[PLAN_CLAIM_NEW] = {
+		"SELECT o.*, EXISTS (SELECT FROM taskevents.retry b"
+		"                     WHERE b.task_id OPERATOR(pg_catalog.=) o.task_id)"
+		"  FROM (SELECT q.* FROM taskevents.queue q WHERE q.seq OPERATOR(pg_catalog.>) $1"
+		"        UNION ALL"
+		"        SELECT q.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS h(lo, hi)"
+		"          JOIN taskevents.queue q ON q.seq OPERATOR(pg_catalog.>=) h.lo"
+		"                                 AND q.seq OPERATOR(pg_catalog.<=) h.hi) o"
+		" ORDER BY o.seq LIMIT $4",
+		4, {INT8OID, INT8ARRAYOID, INT8ARRAYOID, INT4OID}
+	},
+	[PLAN_CLAIM_RESEND] = {
+		"SELECT event_id, type, topic, task_id, body, attempts"
+		"  FROM taskevents.dead_letter"
+		" WHERE requeued_at IS NOT NULL AND body IS NOT NULL"
+		" ORDER BY requeued_at LIMIT $1",
+		1, {INT4OID}
+	},
+	[PLAN_NEXT_DUE] = {
+		"SELECT pg_catalog.min(next_attempt_at) FROM taskevents.retry",
+		0, {0}
+	},
+	[PLAN_RETRY_DELETE] = {
+		"DELETE FROM taskevents.retry WHERE seq OPERATOR(pg_catalog.=) ANY ($1)",
+		1, {INT8ARRAYOID}
+	},
+	[PLAN_RETRY_UPDATE] = {
+		"UPDATE taskevents.retry r SET done = u.done, attempts = u.attempts,"
+		"       next_attempt_at = u.next_attempt_at, last_status = u.last_status,"
+		"       last_error = u.last_error"
+		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))"
+		"       AS u(seq, done, attempts, next_attempt_at, last_status, last_error)"
+		" WHERE r.seq OPERATOR(pg_catalog.=) u.seq",
+		6, {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+	},
+	[PLAN_RETRY_INSERT] = {
+		"INSERT INTO taskevents.retry"
+		" SELECT q.*, u.done, u.attempts, u.next_attempt_at, u.last_status, u.last_error"
+		"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))"
+		"        AS u(seq, done, attempts, next_attempt_at, last_status, last_error)"
+		"   JOIN taskevents.queue q ON q.seq OPERATOR(pg_catalog.=) u.seq"
+		" ON CONFLICT (seq) DO NOTHING",
+		6, {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+	},
+	[PLAN_RETRY_HEADS] = {
+		"UPDATE taskevents.retry r SET next_attempt_at = pg_catalog.now()"
+		" WHERE r.next_attempt_at IS NULL AND r.task_id OPERATOR(pg_catalog.=) ANY ($1)"
+		"   AND NOT EXISTS (SELECT FROM taskevents.retry e"
+		"                    WHERE e.task_id OPERATOR(pg_catalog.=) r.task_id"
+		"                      AND e.seq OPERATOR(pg_catalog.<) r.seq)",
+		1, {TEXTARRAYOID}
+	},
+	[PLAN_DEAD] = {
+		"INSERT INTO taskevents.dead_letter"
+		"       (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
+		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10))"
+		" ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts,"
+		"   last_status = excluded.last_status, last_error = excluded.last_error,"
+		"   failed_at = pg_catalog.now(), requeued_at = NULL",
+		10, {UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+	},
+	[PLAN_RESENT_OK] = {
+		"DELETE FROM taskevents.dead_letter WHERE event_id OPERATOR(pg_catalog.=) ANY ($1)",
+		1, {UUIDARRAYOID}
+	},
+	[PLAN_RESENT_FAILED] = {
+		"UPDATE taskevents.dead_letter d SET requeued_at = NULL, failed_at = pg_catalog.now(),"
+		"       attempts = d.attempts OPERATOR(pg_catalog.+) 1, last_status = u.status, last_error = u.error"
+		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(id, status, error)"
+		" WHERE d.event_id OPERATOR(pg_catalog.=) u.id",
+		3, {UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+	},
+	[PLAN_TICK] = {
+		"INSERT INTO taskevents.tick (hi, hole_lo, hole_hi) VALUES ($1, $2, $3)",
+		3, {INT8OID, INT8ARRAYOID, INT8ARRAYOID}
+	},
+	[PLAN_TICK_READ] = {
+		"SELECT hi, hole_lo, hole_hi FROM taskevents.tick ORDER BY id DESC LIMIT 1",
+		0, {0}
+	},
+	[PLAN_TICK_PRUNE] = {
+		"DELETE FROM taskevents.tick WHERE id OPERATOR(pg_catalog.<)"
+		" ((SELECT pg_catalog.max(id) FROM taskevents.tick) OPERATOR(pg_catalog.-) 100)",
+		0, {0}
+	},
+	[PLAN_NEWEST_0] = {
+		"SELECT changed_at FROM taskevents.queue_0 ORDER BY seq DESC LIMIT 1", 0, {0}
+	},
+	[PLAN_NEWEST_1] = {
+		"SELECT changed_at FROM taskevents.queue_1 ORDER BY seq DESC LIMIT 1", 0, {0}
+	},
+	[PLAN_NEWEST_2] = {
+		"SELECT changed_at FROM taskevents.queue_2 ORDER BY seq DESC LIMIT 1", 0, {0}
+	},
+};
+
+static SPIPlanPtr qu_plans[NUM_PLANS];
+
+/* Run a saved plan (prepared on first use) with the active snapshot; returns SPI_processed. */
+static uint64
+qu_exec(int plan, Datum *args, int expect)
+{
+	int			rc;
+
+	if (qu_plans[plan] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(qu_sql[plan].sql, qu_sql[plan].nargs,
+									(Oid *) qu_sql[plan].argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "taskevents: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		qu_plans[plan] = p;
+	}
+	rc = SPI_execute_plan(qu_plans[plan], args, NULL, expect == SPI_OK_SELECT, 0);
+	if (rc != expect)
+		elog(ERROR, "taskevents: SPI_execute_plan returned %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* A column of a result row. */
+static Datum
+qu_get(int row, int attnum, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, attnum, isnull);
+}
+
+/* A text column of a result row as a C string, or NULL. */
+static char *
+qu_text(int row, int attnum)
+{
+	bool		isnull;
+	Datum		d = qu_get(row, attnum, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* An int4 column of a result row, 0 when null. */
+static int32
+qu_int4(int row, int attnum)
+{
+	bool		isnull;
+	Datum		d = qu_get(row, attnum, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * A column of a statement's array arguments: values added row by row, passed
+ * as one array.
+ */
+typedef struct QuColumn
+{
+	Oid			type;
+	Datum	   *values;
+	bool	   *nulls;
+	int			n;
+} QuColumn;
+
+static QuColumn
+qu_column(Oid type, int capacity)
+{
+	QuColumn	col = {type, palloc(sizeof(Datum) * capacity), palloc(sizeof(bool) * capacity), 0};
+
+	return col;
+}
+
+static void
+qu_add(QuColumn *col, Datum value, bool isnull)
+{
+	col->values[col->n] = value;
+	col->nulls[col->n++] = isnull;
+}
+
+static void
+qu_add_text(QuColumn *col, const char *text)
+{
+	qu_add(col, text ? CStringGetTextDatum(text) : (Datum) 0, text == NULL);
+}
+
+static Datum
+qu_array(const QuColumn *col)
+{
+	int			dims[1] = {col->n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(col->type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(col->values, col->nulls, 1, dims, lbs, col->type,
+											  typlen, typbyval, typalign));
+}
+
+/* Run a plan whose arguments are the columns as arrays, when they have rows. */
+static void
+qu_exec_columns(int plan, QuColumn **cols, int ncols, int expect)
+{
+	Datum		args[QU_MAX_ARGS];
+
+	if (cols[0]->n == 0)
+		return;
+	for (int i = 0; i < ncols; i++)
+		args[i] = qu_array(cols[i]);
+	(void) qu_exec(plan, args, expect);
+}
+
+/*
+ * Start a transaction with SPI, holding the extension (DROP EXTENSION waits
+ * for the round); false, with nothing started, when the extension the
+ * worker began with is gone.
+ */
+static bool
+qu_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "taskevents: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	LockDatabaseObject(ExtensionRelationId, qu_extension, 0, AccessShareLock);
+	if (get_extension_name(qu_extension) != NULL)
+		return true;
+	SPI_finish();
+	PopActiveSnapshot();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return false;
+}
+
+static void
+qu_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* A cursor from tick columns: hi and the holes' bounds as arrays. */
+static void
+qu_cursor_from(QuCursor *cur, int64 hi, Datum lo_array, Datum hi_array)
+{
+	Datum	   *lo,
+			   *up;
+	int			nlo,
+				nup;
+
+	deconstruct_array(DatumGetArrayTypeP(lo_array), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &lo, NULL, &nlo);
+	deconstruct_array(DatumGetArrayTypeP(hi_array), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &up, NULL, &nup);
+	cur->hi = hi;
+	cur->nholes = Min(nlo, nup);
+	cur->holes = palloc(sizeof(QuRange) * (cur->nholes + 1));
+	for (int i = 0; i < cur->nholes; i++)
+	{
+		cur->holes[i].lo = DatumGetInt64(lo[i]);
+		cur->holes[i].hi = DatumGetInt64(up[i]);
+	}
+}
+
+/* The holes' bounds as two columns. */
+static void
+qu_cursor_columns(const QuCursor *cur, QuColumn *lo, QuColumn *hi)
+{
+	*lo = qu_column(INT8OID, cur->nholes + 1);
+	*hi = qu_column(INT8OID, cur->nholes + 1);
+	for (int i = 0; i < cur->nholes; i++)
+	{
+		qu_add(lo, Int64GetDatum(cur->holes[i].lo), false);
+		qu_add(hi, Int64GetDatum(cur->holes[i].hi), false);
+	}
+}
+
+/* Copy a cursor into a memory context. */
+static void
+qu_cursor_copy(QuCursor *dst, const QuCursor *src, MemoryContext cxt)
+{
+	dst->hi = src->hi;
+	dst->nholes = src->nholes;
+	dst->holes = MemoryContextAlloc(cxt, sizeof(QuRange) * (src->nholes + 1));
+	memcpy(dst->holes, src->holes, sizeof(QuRange) * src->nholes);
+}
+
+/*
+ * Look at the installed extension (in a transaction of its own): ready to
+ * deliver, absent, or installed with 1.0's objects (the library is newer).
+ * When ready, the cursor is read back from taskevents.tick.
+ */
+QuOpen
+qu_open(void)
+{
+	QuOpen		result = QU_READY;
+
+	Oid			oid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	oid = get_extension_oid("taskevents", true);
+	if (!OidIsValid(oid) || (OidIsValid(qu_extension) && oid != qu_extension))
+		result = QU_ABSENT;		/* gone, or installed again: another worker's */
+	else if (!OidIsValid(te_outbox_relid("queue_0", true)) ||
+			 !OidIsValid(te_outbox_relid("tick", true)))
+		result = QU_NEEDS_UPDATE;
+	CommitTransactionCommand();
+	if (result == QU_ABSENT)
+		return result;
+	qu_extension = oid;
+	if (result != QU_READY || !qu_begin("taskevents: starting"))
+		return result == QU_READY ? QU_ABSENT : result;
+
+	/* No tick yet: nothing has been read. */
+	if (qu_exec(PLAN_TICK_READ, NULL, SPI_OK_SELECT) == 1)
+	{
+		bool		isnull;
+		int64		hi = DatumGetInt64(qu_get(0, 1, &isnull));
+		Datum		lo = qu_get(0, 2, &isnull);
+		Datum		up = qu_get(0, 3, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		if (qu_cursor.holes)
+			pfree(qu_cursor.holes);
+		qu_cursor_from(&qu_cursor, hi, lo, up);
+		MemoryContextSwitchTo(old);
+	}
+	else if (qu_cursor.holes == NULL)
+		qu_cursor.holes = MemoryContextAllocZero(TopMemoryContext, sizeof(QuRange));
+	qu_commit();
+	return QU_READY;
+}
+
+/* The last sequence number handed out. */
+static int64
+qu_last_seq(void)
+{
+	bool		isnull;
+	int64		last;
+
+	if (qu_exec(PLAN_LAST_SEQ, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "taskevents: taskevents.outbox_seq has no row");
+	last = DatumGetInt64(qu_get(0, 1, &isnull));
+	return DatumGetBool(qu_get(0, 2, &isnull)) ? last : last - 1;
+}
+
+/*
+ * Note a checkpoint and return the highest number known final under the
+ * snapshot: given out to transactions that have all ended.  Checkpoints
+ * behind it are dropped; when there are too many (a transaction stays open
+ * for long), every other one goes, which only delays closing holes.
+ */
+static int64
+qu_checkpoint(int64 last, TransactionId next_xid, TransactionId xmin)
+{
+	int64		final = 0;
+	int			keep = 0;
+
+	for (int i = 0; i < qu_ncheckpoints; i++)
+	{
+		if (TransactionIdPrecedesOrEquals(qu_checkpoints[i].xid, xmin))
+			final = Max(final, qu_checkpoints[i].last);
+		else
+			qu_checkpoints[keep++] = qu_checkpoints[i];
+	}
+	qu_ncheckpoints = keep;
+	if (qu_ncheckpoints == QU_MAX_CHECKPOINTS)
+	{
+		keep = 0;
+		for (int i = 1; i < qu_ncheckpoints; i += 2)
+			qu_checkpoints[keep++] = qu_checkpoints[i];
+		qu_ncheckpoints = keep;
+	}
+	qu_checkpoints[qu_ncheckpoints].last = last;
+	qu_checkpoints[qu_ncheckpoints++].xid = next_xid;
+	return final;
+}
+
+/* The size of a result row's title and changes, without detoasting them. */
+static Size
+qu_row_bytes(int row)
+{
+	Size		bytes = 0;
+	int			atts[] = {Anum_outbox_title, Anum_outbox_changes};
+
+	for (int i = 0; i < lengthof(atts); i++)
+	{
+		bool		isnull;
+		Datum		d = qu_get(row, atts[i], &isnull);
+
+		if (!isnull)
+			bytes += toast_raw_datum_size(d);
+	}
+	return bytes;
+}
+
+/* Read a claimed change from a result row (queue columns first). */
+static void
+qu_read_change(int row, QuChange *ch)
+{
+	te_outbox_read(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, &ch->c);
+	ch->bytes = qu_row_bytes(row);
+}
+
+/*
+ * How many leading rows of the result fit the round: at most limit, and at
+ * most budget bytes of titles and changes, but always one.
+ */
+static int
+qu_fit(int nrows, int limit, Size *budget)
+{
+	int			n = 0;
+
+	while (n < nrows && n < limit)
+	{
+		Size		bytes = qu_row_bytes(n);
+
+		if (n > 0 && bytes > *budget)
+			break;
+		*budget -= Min(bytes, *budget);
+		n++;
+	}
+	return n;
+}
+
+/* Add [lo, hi] to a list of ranges in order (lo > every range's hi so far). */
+static void
+qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
+{
+	if (lo > hi)
+		return;
+	if (*n == *cap)
+	{
+		*cap *= 2;
+		*holes = repalloc(*holes, sizeof(QuRange) * *cap);
+	}
+	(*holes)[*n].lo = lo;
+	(*holes)[(*n)++].hi = hi;
+}
+
+/*
+ * The cursor after a claim.  seqs: the numbers read (ascending); cut: the
+ * read was cut short after the last of them (so nothing above it was
+ * looked at); last: the last number given out before the snapshot; final:
+ * numbers up to this one that were not seen never will be.
+ */
+static void
+qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, bool cut, int64 last,
+		   int64 final, QuCursor *new)
+{
+	int			cap = old->nholes + nseqs + 2;
+	int			n = 0;
+	int			k = 0;
+	int64		looked = cut && nseqs > 0 ? seqs[nseqs - 1] : PG_INT64_MAX;
+	QuRange    *holes = palloc(sizeof(QuRange) * cap);
+
+	new->hi = cut ? Max(old->hi, looked) : Max(old->hi, last);
+	final = Min(final, looked);
+
+	/* Old holes and the new gap above hi, less what was read and what is final. */
+	for (int h = 0; h <= old->nholes; h++)
+	{
+		int64		lo = h < old->nholes ? old->holes[h].lo : old->hi + 1;
+		int64		hi = h < old->nholes ? old->holes[h].hi : new->hi;
+
+		lo = Max(lo, final + 1);
+		while (k < nseqs && seqs[k] < lo)
+			k++;
+		for (; k < nseqs && seqs[k] <= hi; k++)
+		{
+			qu_hole_append(&holes, &n, &cap, lo, seqs[k] - 1);
+			lo = seqs[k] + 1;
+		}
+		qu_hole_append(&holes, &n, &cap, lo, hi);
+	}
+	new->holes = holes;
+	new->nholes = n;
+}
+
+/* Read the changes of taskevents.retry whose task is due, into r->changes. */
+static int
+qu_claim_retry(QuRound *r, int limit, Size *budget)
+{
+	Datum		arg = Int32GetDatum(limit);
+	int			n = qu_exec(PLAN_CLAIM_RETRY, &arg, SPI_OK_SELECT);
+	MemoryContext old = MemoryContextSwitchTo(qu_round_cxt);
+
+	n = qu_fit(n, limit, budget);
+	for (int i = 0; i < n; i++)
+	{
+		QuChange   *ch = &r->changes[r->nchanges++];
+		bool		isnull;
+		Datum		next;
+
+		qu_read_change(i, ch);
+		ch->in_retry = true;
+		ch->done = qu_int4(i, Natts_outbox + 1);
+		ch->attempts = qu_int4(i, Natts_outbox + 2);
+		next = qu_get(i, Natts_outbox + 3, &isnull);
+		ch->next_attempt_at = isnull ? 0 : DatumGetTimestampTz(next);
+		ch->last_status = qu_int4(i, Natts_outbox + 4);
+		ch->last_error = qu_text(i, Natts_outbox + 5);
+	}
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/* Read the changes above the cursor and in its holes; propose the next cursor. */
+static void
+qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
+{
+	QuColumn	lo,
+				hi;
+	Datum		args[4];
+	int			nrows;
+	int			n;
+	int64	   *seqs;
+	MemoryContext old;
+
+	qu_cursor_columns(&qu_cursor, &lo, &hi);
+	args[0] = Int64GetDatum(qu_cursor.hi);
+	args[1] = qu_array(&lo);
+	args[2] = qu_array(&hi);
+	args[3] = Int32GetDatum(limit);
+	nrows = qu_exec(PLAN_CLAIM_NEW, args, SPI_OK_SELECT);
+	old = MemoryContextSwitchTo(qu_round_cxt);
+	n = qu_fit(nrows, limit, budget);
+	seqs = palloc(sizeof(int64) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		QuChange   *ch = &r->changes[r->nchanges++];
+		bool		isnull;
+
+		qu_read_change(i, ch);
+		ch->blocked = DatumGetBool(qu_get(i, Natts_outbox + 1, &isnull));
+		seqs[i] = ch->c.seq;
+	}
+	r->more = r->more || n < nrows || nrows == limit;
+	qu_advance(&qu_cursor, seqs, n, n < nrows || nrows == limit, last, final, &r->cursor);
+	MemoryContextSwitchTo(old);
+}
+
+/* Read the dead letters an operator re-queued. */
+static void
+qu_claim_resends(QuRound *r, int limit)
+{
+	Datum		arg = Int32GetDatum(limit);
+	int			n = qu_exec(PLAN_CLAIM_RESEND, &arg, SPI_OK_SELECT);
+	MemoryContext old = MemoryContextSwitchTo(qu_round_cxt);
+
+	r->resends = palloc0(sizeof(QuResend) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		QuResend   *d = &r->resends[r->nresends++];
+		bool		isnull;
+
+		d->id = *DatumGetUUIDP(qu_get(i, 1, &isnull));
+		d->type = qu_text(i, 2);
+		d->topic = qu_text(i, 3);
+		d->task_id = qu_text(i, 4);
+		d->body = qu_text(i, 5);
+		d->attempts = qu_int4(i, 6);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Milliseconds until the next retry is due, at most the poll interval. */
+static long
+qu_next_due_ms(void)
+{
+	bool		isnull;
+	Datum		d;
+	long		ms = te_poll_interval_ms;
+
+	if (qu_exec(PLAN_NEXT_DUE, NULL, SPI_OK_SELECT) == 1)
+	{
+		d = qu_get(0, 1, &isnull);
+		if (!isnull)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz due = DatumGetTimestampTz(d);
+
+			if (due <= now)
+				ms = 0;
+			else if (due - now < (int64) ms * 1000)
+				ms = Max((due - now + 999) / 1000, 1);
+		}
+	}
+	return ms;
+}
+
+/* Sort claimed changes by sequence number. */
+static int
+qu_cmp_seq(const void *a, const void *b)
+{
+	int64		x = ((const QuChange *) a)->c.seq;
+	int64		y = ((const QuChange *) b)->c.seq;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Claim a round, in one transaction: the due changes of taskevents.retry,
+ * the changes above the cursor and in its holes, and the re-queued dead
+ * letters; at most limit changes and about budget bytes.  False when the
+ * extension is gone.
+ */
+bool
+qu_claim(QuRound *r, int limit, Size budget)
+{
+	int64		last;
+	TransactionId next_xid;
+	int64		final;
+	int			nretry;
+
+	memset(r, 0, sizeof(*r));
+	qu_round_cxt = CurrentMemoryContext;
+	r->changes = palloc0(sizeof(QuChange) * (limit + 1));
+	if (!qu_begin("taskevents: claiming"))
+		return false;
+
+	/*
+	 * Every number up to last went to a transaction that had its id before
+	 * next_xid; the snapshot the rows are read with is taken after both.
+	 */
+	last = qu_last_seq();
+	next_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
+	PushActiveSnapshot(GetTransactionSnapshot());
+	final = qu_checkpoint(last, next_xid, GetActiveSnapshot()->xmin);
+	r->last_seq = last;
+
+	nretry = qu_claim_retry(r, limit, &budget);
+	if (nretry < limit && budget > 0)
+		qu_claim_new(r, limit - nretry, &budget, last, final);
+	else
+	{
+		r->more = true;
+		qu_cursor_copy(&r->cursor, &qu_cursor, qu_round_cxt);
+	}
+	qu_claim_resends(r, limit);
+	r->sleep_ms = qu_next_due_ms();
+	PopActiveSnapshot();
+	qu_commit();
+	MemoryContextSwitchTo(qu_round_cxt);
+	qsort(r->changes, r->nchanges, sizeof(QuChange), qu_cmp_seq);
+	return true;
+}
+
+/* Write the round's dead letters, with the exact body and the last error. */
+static void
+qu_record_dead(QuRound *r)
+{
+	int			cap = list_length(r->dead) + 1;
+	QuColumn	id = qu_column(UUIDOID, cap),
+				seq = qu_column(INT8OID, cap),
+				type = qu_column(TEXTOID, cap),
+				topic = qu_column(TEXTOID, cap),
+				task_id = qu_column(TEXTOID, cap),
+				body = qu_column(TEXTOID, cap),
+				attempts = qu_column(INT4OID, cap),
+				status = qu_column(INT4OID, cap),
+				error = qu_column(TEXTOID, cap),
+				created_at = qu_column(TIMESTAMPTZOID, cap);
+	ListCell   *lc;
+
+	foreach(lc, r->dead)
+	{
+		QuDead	   *d = lfirst(lc);
+
+		qu_add(&id, UUIDPGetDatum(&d->id), false);
+		qu_add(&seq, Int64GetDatum(d->change->c.seq), false);
+		qu_add_text(&type, d->type);
+		qu_add_text(&topic, d->topic);
+		qu_add_text(&task_id, d->change->c.task_id);
+		qu_add_text(&body, d->body);
+		qu_add(&attempts, Int32GetDatum(d->attempts), false);
+		qu_add(&status, Int32GetDatum(d->status), false);
+		qu_add_text(&error, d->error);
+		qu_add(&created_at, TimestampTzGetDatum(d->change->c.changed_at), false);
+	}
+	qu_exec_columns(PLAN_DEAD, (QuColumn *[]) {&id, &seq, &type, &topic, &task_id, &body,
+		&attempts, &status, &error, &created_at}, 10, SPI_OK_INSERT);
+}
+
+/* Re-queued dead letters: gone when published, dead again otherwise. */
+static void
+qu_record_resends(QuRound *r)
+{
+	int			cap = r->nresends + 1;
+	QuColumn	ok = qu_column(UUIDOID, cap),
+				failed = qu_column(UUIDOID, cap),
+				status = qu_column(INT4OID, cap),
+				error = qu_column(TEXTOID, cap);
+
+	for (int i = 0; i < r->nresends; i++)
+	{
+		QuResend   *d = &r->resends[i];
+
+		if (d->published)
+			qu_add(&ok, UUIDPGetDatum(&d->id), false);
+		else
+		{
+			qu_add(&failed, UUIDPGetDatum(&d->id), false);
+			qu_add(&status, Int32GetDatum(d->status), false);
+			qu_add_text(&error, d->error);
+		}
+	}
+	qu_exec_columns(PLAN_RESENT_OK, (QuColumn *[]) {&ok}, 1, SPI_OK_DELETE);
+	qu_exec_columns(PLAN_RESENT_FAILED, (QuColumn *[]) {&failed, &status, &error}, 3, SPI_OK_UPDATE);
+}
+
+/*
+ * taskevents.retry after the round: changes settled there leave it, changes
+ * whose state changed are updated, and changes read from the queue that are
+ * not settled (failed, partly sent, or waiting behind their task) join it.
+ * Then each task with changes left there has its oldest one due.
+ */
+static void
+qu_record_retry(QuRound *r)
+{
+	int			cap = r->nchanges + 1;
+	QuColumn	gone = qu_column(INT8OID, cap),
+				tasks = qu_column(TEXTOID, cap);
+	QuColumn	cols[2][6];
+
+	for (int k = 0; k < 2; k++)
+	{
+		cols[k][0] = qu_column(INT8OID, cap);
+		cols[k][1] = qu_column(INT4OID, cap);
+		cols[k][2] = qu_column(INT4OID, cap);
+		cols[k][3] = qu_column(TIMESTAMPTZOID, cap);
+		cols[k][4] = qu_column(INT4OID, cap);
+		cols[k][5] = qu_column(TEXTOID, cap);
+	}
+	for (int i = 0; i < r->nchanges; i++)
+	{
+		QuChange   *ch = &r->changes[i];
+		QuColumn   *c = cols[ch->in_retry ? 0 : 1];
+		bool		settled = ch->done == ch->slots && !ch->blocked;
+
+		if (ch->in_retry && settled)
+		{
+			qu_add(&gone, Int64GetDatum(ch->c.seq), false);
+			qu_add_text(&tasks, ch->c.task_id);
+			continue;
+		}
+		if (settled || (ch->in_retry && !ch->dirty))
+			continue;
+		if (!ch->in_retry && !ch->failed)
+			qu_add_text(&tasks, ch->c.task_id);
+		qu_add(&c[0], Int64GetDatum(ch->c.seq), false);
+		qu_add(&c[1], Int32GetDatum(ch->done), false);
+		qu_add(&c[2], Int32GetDatum(ch->attempts), false);
+		qu_add(&c[3], TimestampTzGetDatum(ch->next_attempt_at), !ch->failed);
+		qu_add(&c[4], Int32GetDatum(ch->last_status), false);
+		qu_add_text(&c[5], ch->last_error);
+	}
+	qu_exec_columns(PLAN_RETRY_DELETE, (QuColumn *[]) {&gone}, 1, SPI_OK_DELETE);
+	qu_exec_columns(PLAN_RETRY_UPDATE, (QuColumn *[]) {&cols[0][0], &cols[0][1], &cols[0][2],
+		&cols[0][3], &cols[0][4], &cols[0][5]}, 6, SPI_OK_UPDATE);
+	qu_exec_columns(PLAN_RETRY_INSERT, (QuColumn *[]) {&cols[1][0], &cols[1][1], &cols[1][2],
+		&cols[1][3], &cols[1][4], &cols[1][5]}, 6, SPI_OK_INSERT);
+	qu_exec_columns(PLAN_RETRY_HEADS, (QuColumn *[]) {&tasks}, 1, SPI_OK_UPDATE);
+}
+
+/* Write the cursor, when it moved; now and then drop old ticks. */
+static void
+qu_record_cursor(const QuRound *r)
+{
+	const QuCursor *c = &r->cursor;
+	QuColumn	lo,
+				hi;
+	Datum		args[3];
+
+	if (c->hi != qu_cursor.hi || c->nholes != qu_cursor.nholes ||
+		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) != 0)
+	{
+		qu_cursor_columns(c, &lo, &hi);
+		args[0] = Int64GetDatum(c->hi);
+		args[1] = qu_array(&lo);
+		args[2] = qu_array(&hi);
+		(void) qu_exec(PLAN_TICK, args, SPI_OK_INSERT);
+	}
+	if (TimestampDifferenceExceeds(qu_last_prune, GetCurrentTimestamp(), 60000))
+	{
+		(void) qu_exec(PLAN_TICK_PRUNE, NULL, SPI_OK_DELETE);
+		qu_last_prune = GetCurrentTimestamp();
+	}
+}
+
+/* Is the newest change of a queue table older than taskevents.retention? */
+static bool
+qu_retention_over(int table)
+{
+	bool		isnull;
+	TimestampTz newest;
+
+	if (te_retention_s == 0)
+		return true;
+	if (qu_exec(PLAN_NEWEST_0 + table, NULL, SPI_OK_SELECT) == 0)
+		return true;
+	newest = DatumGetTimestampTz(qu_get(0, 1, &isnull));
+	return GetCurrentTimestamp() - newest > (int64) te_retention_s * USECS_PER_SEC;
+}
+
+/*
+ * Empty the queue tables whose changes are all read and whose run of
+ * numbers is over: table t holds runs k with k % 3 == t; once the run being
+ * written is a later one and the cursor is past the end of t's last run, no
+ * change in t is waiting and none is being written.  The lock is taken
+ * without waiting (a reader, say pg_dump, keeps the table for a later
+ * round), and the run is checked again under it: a writer given a number of
+ * t's next run waits for the TRUNCATE and writes into the emptied table.
+ */
+static void
+qu_empty_tables(const QuRound *r)
+{
+	int64		done = r->cursor.nholes > 0 ? r->cursor.holes[0].lo - 1 : r->cursor.hi;
+
+	for (int t = 0; t < TE_QUEUE_TABLES; t++)
+	{
+		int64		current = (r->last_seq + 1) / TE_QUEUE_RUN;
+		int64		run = current - ((current - t) % TE_QUEUE_TABLES + TE_QUEUE_TABLES) % TE_QUEUE_TABLES;
+		char		name[16];
+		char		sql[64];
+		Oid			relid;
+
+		if (run == current || run < 0 || qu_emptied_run[t] == run ||
+			done < (run + 1) * TE_QUEUE_RUN - 1 || !qu_retention_over(t))
+			continue;
+		snprintf(name, sizeof(name), "queue_%d", t);
+		relid = te_outbox_relid(name, false);
+		if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
+			continue;
+		if ((qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
+		{
+			UnlockRelationOid(relid, AccessExclusiveLock);
+			continue;
+		}
+		snprintf(sql, sizeof(sql), "TRUNCATE taskevents.%s", name);
+		if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "taskevents: %s failed", sql);
+		qu_emptied_run[t] = run;
+	}
+}
+
+/*
+ * Record the round's outcomes and the cursor, in one transaction; false
+ * (nothing recorded) when the extension is gone.
+ */
+bool
+qu_record(QuRound *r)
+{
+	const QuCursor *c = &r->cursor;
+
+	/* An idle round that moved nothing records nothing. */
+	if (r->nchanges == 0 && r->nresends == 0 && r->dead == NIL &&
+		c->hi == qu_cursor.hi && c->nholes == qu_cursor.nholes &&
+		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) == 0)
+		return true;
+	if (!qu_begin("taskevents: recording"))
+		return false;
+	qu_record_retry(r);
+	qu_record_dead(r);
+	qu_record_resends(r);
+	qu_record_cursor(r);
+	qu_empty_tables(r);
+	qu_commit();
+
+	/* the round is recorded: its cursor is the worker's */
+	pfree(qu_cursor.holes);
+	qu_cursor_copy(&qu_cursor, &r->cursor, TopMemoryContext);
+	return true;
+}
