@@ -35,6 +35,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
@@ -110,7 +111,7 @@ typedef struct WkBulk
 #define WK_BULK_MAX 500
 
 /* About how many bytes of titles and changes one round reads at most. */
-#define WK_ROUND_BYTES (32 * 1024 * 1024)
+#define WK_ROUND_BYTES (16 * 1024 * 1024)
 
 /* Everything one round works on, allocated in wk_cxt. */
 typedef struct WkRound
@@ -151,14 +152,16 @@ static int	wk_log_suppressed;
 
 /*
  * Pin what the worker runs with, whatever ALTER DATABASE / ALTER ROLE set
- * (a database owner may set any of these for its database): a search_path
- * no other role can add to, transactions that can write and are never cut
- * short, triggers firing as usual, errors that stay errors.
+ * (a database owner may set any of these for its database): its own
+ * superuser identity, a search_path no other role can add to, transactions
+ * that can write and are never cut short, triggers firing as usual, errors
+ * that stay errors, plans made for the queue as it is now.
  */
 static void
 wk_pin_environment(void)
 {
 	static const char *const pins[][2] = {
+		{"role", "none"},
 		{"search_path", "pg_catalog, pg_temp"},
 		{"default_transaction_read_only", "off"},
 		{"default_transaction_isolation", "read committed"},
@@ -170,18 +173,28 @@ wk_pin_environment(void)
 #if PG_VERSION_NUM >= 170000
 		{"transaction_timeout", "0"},
 #endif
+#if PG_VERSION_NUM >= 160000
+		{"debug_parallel_query", "off"},
+#else
+		{"force_parallel_mode", "off"},
+#endif
+		{"max_parallel_workers_per_gather", "0"},
 		{"session_replication_role", "origin"},
 		{"exit_on_error", "off"},
 		{"zero_damaged_pages", "off"},
 		{"temp_tablespaces", ""},
 		{"default_tablespace", ""},
 		{"jit", "off"},
-		/* plan for the queue as it is now, not as it was when a plan was cached */
 		{"plan_cache_mode", "force_custom_plan"},
 	};
 
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SetConfigOption("session_authorization", GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
+					PGC_SUSET, PGC_S_OVERRIDE);
 	for (int i = 0; i < lengthof(pins); i++)
 		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+	CommitTransactionCommand();
 }
 
 /* Exit when the postmaster has died; serve interrupts. */

@@ -130,7 +130,7 @@
  *                                 garbage: default 500
  *                code=ERR_...     fail: default ERR_PUBSUB_PUBLISH_MESSAGE;
  *                                 status=401 without code = daprd's token reply
- *                message=TEXT     replaces the message text
+ *                message=TEXT     replaces the message text (garbage: the body)
  *                error=TEXT       the broker error inside daprd's message
  *                                 (default "fakedapr: simulated failure")
  *                count=N          only the next N targeted publish requests,
@@ -2097,7 +2097,7 @@ static int handle_dapr(conn_t *c, const char *body, size_t blen, int phase)
         } else {
             R.status = status;
             R.ctype = "text/html; charset=utf-8";
-            buf_adds(&R.body, "<html>oops</html>");
+            buf_adds(&R.body, md.message[0] ? md.message : "<html>oops</html>");
             R.body_read = BR_FULL;
             R.delay_ms = ms;
         }

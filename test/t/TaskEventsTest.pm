@@ -122,7 +122,7 @@ my @started;
 # Stop every sidecar when the test ends (DESTROY is not reliable at exit).
 END { $_->stop for @started }
 
-# Start test/sidecar/fakedapr; options: port, token, pubsub, max_body.
+# Start test/sidecar/fakedapr; options: port, token, pubsub, max_body, bind.
 sub start
 {
 	my ($class, %opt) = @_;
@@ -144,6 +144,7 @@ sub _launch
 	push @cmd, '--token', $opt{token} if defined $opt{token};
 	push @cmd, '--pubsub', $opt{pubsub} if defined $opt{pubsub};
 	push @cmd, '--max-body', $opt{max_body} if defined $opt{max_body};
+	push @cmd, '--bind', $opt{bind} if defined $opt{bind};
 	my ($out, $err) = ('', '');
 	$self->{out} = \$out;
 	$self->{h} = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
