@@ -63,12 +63,12 @@ sub wait_until
 	return 0;
 }
 
-# Wait until the node's outbox is empty: every change delivered or dead.
+# Wait until a database's outbox is empty: every change delivered or dead.
 sub wait_drained
 {
-	my ($node, $what, $timeout) = @_;
+	my ($node, $what, $timeout, $db) = @_;
 	return wait_until($what, sub {
-		$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, $timeout);
+		$node->safe_psql($db // 'postgres', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, $timeout);
 }
 
 sub start_sidecar
