@@ -42,6 +42,7 @@
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -77,6 +78,7 @@ typedef struct LnWorker
 static LnWorker *ln_workers;
 static List *ln_absent = NIL;	/* databases without the extension */
 static List *ln_reported = NIL; /* databases already reported (invalid, no slot) */
+static List *ln_invalid = NIL;	/* databases found invalid, not reported yet */
 static bool ln_worker_died = false; /* since pg_database was last read */
 
 /* Log a line about a database once per launcher lifetime. */
@@ -93,7 +95,11 @@ ln_first_report(Oid dboid)
 	return true;
 }
 
-/* Can a worker connect to this database?  (Invalid: an interrupted DROP DATABASE.) */
+/*
+ * Can a worker connect to this database?  An invalid one (DROP DATABASE
+ * marks it so while it runs; left so when interrupted) is reported the
+ * second time it is seen invalid.
+ */
 static bool
 ln_connectable(Form_pg_database db)
 {
@@ -102,10 +108,19 @@ ln_connectable(Form_pg_database db)
 #ifdef DATCONNLIMIT_INVALID_DB
 	if (database_is_invalid_form(db))
 	{
-		if (ln_first_report(db->oid))
+		MemoryContext old;
+
+		if (!list_member_oid(ln_invalid, db->oid))
+		{
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			ln_invalid = lappend_oid(ln_invalid, db->oid);
+			MemoryContextSwitchTo(old);
+		}
+		else if (ln_first_report(db->oid))
 			ereport(LOG,
 					(errmsg("taskevents: database \"%s\" is invalid (an interrupted DROP DATABASE); it gets no delivery worker",
-							NameStr(db->datname))));
+							NameStr(db->datname)),
+					 errhint("Drop it: DROP DATABASE %s;", quote_identifier(NameStr(db->datname)))));
 		return false;
 	}
 #endif

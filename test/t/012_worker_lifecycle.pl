@@ -104,14 +104,16 @@ is($fatals, 0, 'no worker tried the dropped database');
 # 6. A database that is invalid (an interrupted DROP DATABASE) or over
 # taskevents.max_databases is reported once, not every second.
 $node->safe_psql('postgres', q{
-	CREATE DATABASE broken;
-	UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'broken';
+	CREATE DATABASE broken ALLOW_CONNECTIONS false;
+	UPDATE pg_database SET datconnlimit = -2, datallowconn = true WHERE datname = 'broken';
 	CREATE DATABASE d1; CREATE DATABASE d2; CREATE DATABASE d3; CREATE DATABASE d4;});
 for my $db (qw(d1 d2 d3 d4))
 {
 	$node->safe_psql($db, tasks_ddl() . 'CREATE EXTENSION taskevents;');
 }
 sleep 6;
+$node->safe_psql('postgres', 'CREATE DATABASE d5');    # one more look at every database
+sleep 1;
 $log = substr(slurp_file($node->logfile), $offset);
 my $invalid = () = $log =~ /database "broken" is invalid/g;
 is($invalid, 1, 'the invalid database is reported once');
@@ -120,7 +122,7 @@ my %full;
 $full{$1}++ while $log =~ /more databases than taskevents.max_databases \(\d+\): database (\d+)/g;
 cmp_ok(scalar keys %full, '>=', 1, 'a database over max_databases is reported');
 is_deeply([ grep { $full{$_} > 1 } keys %full ], [], '... once each, not every second');
-$node->safe_psql('postgres', 'DROP DATABASE d4; DROP DATABASE d3; DROP DATABASE d2; DROP DATABASE d1;');
+$node->safe_psql('postgres', 'DROP DATABASE d5; DROP DATABASE d4; DROP DATABASE d3; DROP DATABASE d2; DROP DATABASE d1;');
 
 # 7. The postmaster dies in the middle of a long drain: the worker exits
 # within a moment, not when its rounds are done.
