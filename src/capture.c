@@ -15,7 +15,7 @@
  *
  * Nothing a row holds makes the writer fail: a null task id or a change too
  * big to send is recorded as such, and the worker dead-letters its events
- * with the reason (cloudevent.c, te_change_unsendable()).
+ * with the reason (cloudevent.c, te_event_unsendable()).
  *
  * A cross-partition UPDATE reaches the triggers as a DELETE from one
  * partition and, right after it, an INSERT into another.  The DELETE half is

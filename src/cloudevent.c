@@ -309,13 +309,13 @@ ce_append_id(StringInfo buf, const char *id, bool is_number)
 		escape_json(buf, id);
 }
 
-/* Why the change's events cannot be sent, or NULL when they can be. */
+/* Why an event of the change cannot be sent, or NULL when it can be. */
 const char *
-te_change_unsendable(const TeChange *c)
+te_event_unsendable(const TeChange *c, const TeEvent *ev)
 {
 	if (c->events & TE_F_NO_TASK_ID)
 		return "the task id is null";
-	if (c->events & TE_F_TOO_BIG)
+	if ((c->events & TE_F_TOO_BIG) && ev->topic == TE_TOPIC_TASK_EVENTS)
 		return "the change was over taskevents.max_body_size when captured; its title and changes were not kept";
 	return NULL;
 }

@@ -84,6 +84,6 @@ extern void te_append_json_value(StringInfo buf, Datum value, Oid typid, bool is
 extern char *te_datum_text(Datum value, Oid typid);
 extern bool te_type_is_number(Oid typid);
 extern bool te_is_json_number(const char *s);
-extern const char *te_change_unsendable(const TeChange *c);
+extern const char *te_event_unsendable(const TeChange *c, const TeEvent *ev);
 
 #endif							/* TASKEVENTS_CLOUDEVENT_H */

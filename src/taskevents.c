@@ -199,7 +199,7 @@ taskevents_cloudevents(PG_FUNCTION_ARGS)
 		v[1] = CStringGetTextDatum(evs[i].type);
 		v[2] = CStringGetTextDatum(te_topic_name(evs[i].topic));
 		v[3] = BoolGetDatum((done & (1 << evs[i].slot)) != 0);
-		nulls[4] = te_change_unsendable(&c) != NULL;
+		nulls[4] = te_event_unsendable(&c, &evs[i]) != NULL;
 		if (!nulls[4])
 		{
 			initStringInfo(&body);

@@ -516,23 +516,23 @@ wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
 {
 	TeEvent		evs[TE_MAX_EVENTS];
 	int			nev = te_change_events(&ch->c, evs);
-	const char *unsendable = te_change_unsendable(&ch->c);
+	bool		too_big = ch->bytes > (Size) te_max_body_kb * 1024;
 	uint64		key = hash_bytes_extended((const unsigned char *) ch->c.task_id,
 										  strlen(ch->c.task_id), 0);
 
-	if (unsendable == NULL && ch->bytes > (Size) te_max_body_kb * 1024)
-		unsendable = psprintf("the change's title and changes (%zu bytes) are over taskevents.max_body_size (%d kB)",
-							  ch->bytes, te_max_body_kb);
 	for (int k = 0; k < nev; k++)
 	{
 		WkEvent    *e;
 		StringInfoData body;
-		const char *why = unsendable;
+		const char *why = te_event_unsendable(&ch->c, &evs[k]);
 		bool		found;
 		WkTail	   *ent;
 
 		if (ch->done & (1 << evs[k].slot))
 			continue;
+		if (why == NULL && too_big && evs[k].topic == TE_TOPIC_TASK_EVENTS)
+			why = psprintf("the change's title and changes (%zu bytes) are over taskevents.max_body_size (%d kB)",
+						   ch->bytes, te_max_body_kb);
 		e = wk_event(ch, &evs[k]);
 		if (why == NULL)
 		{

@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl);
+our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
@@ -105,6 +105,65 @@ sub delivered_events
 		push @ok, $r if $r->{status} >= 200 && $r->{status} < 300;
 	}
 	return \@ok;
+}
+
+# A psql session kept open, to interleave statements of several sessions.
+sub session
+{
+	return Session->new(@_);
+}
+
+package Session;
+
+use strict;
+use warnings;
+use IPC::Run;
+
+my $marker = 0;
+
+sub new
+{
+	my ($class, $node, $db) = @_;
+	my $self = bless { in => '', out => '', err => '' }, $class;
+	$self->{h} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $node->connstr($db // 'postgres') ],
+		'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
+	return $self;
+}
+
+# Send statements without waiting for them (they may block).
+sub send
+{
+	my ($self, $sql) = @_;
+	$marker++;
+	$self->{wait} = "__done_$marker";
+	$self->{out} = '';
+	$self->{in} .= "$sql\n\\echo $self->{wait}\n";
+	$self->{h}->pump_nb;
+}
+
+# Wait for what was sent to finish; its output (errors die).
+sub result
+{
+	my ($self) = @_;
+	$self->{h}->pump until $self->{out} =~ /\Q$self->{wait}\E\n/;
+	die "session error: $self->{err}" if $self->{err} =~ /ERROR/;
+	(my $out = $self->{out}) =~ s/\Q$self->{wait}\E\n//;
+	chomp $out;
+	return $out;
+}
+
+sub query
+{
+	my ($self, $sql) = @_;
+	$self->send($sql);
+	return $self->result;
+}
+
+sub close
+{
+	my ($self) = @_;
+	$self->{in} .= "\\q\n";
+	$self->{h}->finish;
 }
 
 package FakeDapr;
