@@ -22,7 +22,7 @@ SHLIB_LINK = -lcurl
 
 # pg_regress: SQL-visible behaviour, on a throw-away instance without the
 # worker (capture only), so the outbox stays exactly as the tests wrote it.
-REGRESS = install capture events truncate attach privileges preview
+REGRESS = install capture events truncate attach privileges preview values
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(srcdir)/test/regress.conf
 
 # TAP: the worker, faults, restarts and crashes.

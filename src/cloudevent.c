@@ -213,7 +213,9 @@ te_datum_text(Datum value, Oid typid)
 
 /*
  * Append a value as JSON, keeping its JSON type: booleans and finite numbers
- * bare, json as is, timestamps in RFC 3339, everything else a JSON string.
+ * bare, json as is, timestamps in RFC 3339, intervals in ISO 8601 and bytea
+ * in hex (whatever the writer's IntervalStyle and bytea_output), everything
+ * else a JSON string of its text.
  */
 void
 te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
@@ -261,6 +263,31 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 							 errmsg("timestamp out of range")));
 				escape_json(buf, tmp);
+				return;
+			}
+		case INTERVALOID:
+			{
+				char		tmp[MAXDATELEN + 1];
+				struct pg_itm itm;
+
+				interval2itm(*DatumGetIntervalP(value), &itm);
+				EncodeInterval(&itm, INTSTYLE_ISO_8601, tmp);
+				escape_json(buf, tmp);
+				return;
+			}
+		case BYTEAOID:
+			{
+				bytea	   *b = DatumGetByteaPP(value);
+				const unsigned char *p = (const unsigned char *) VARDATA_ANY(b);
+				static const char hex[] = "0123456789abcdef";
+
+				appendStringInfoString(buf, "\"\\\\x");
+				for (int i = 0; i < VARSIZE_ANY_EXHDR(b); i++)
+				{
+					appendStringInfoChar(buf, hex[p[i] >> 4]);
+					appendStringInfoChar(buf, hex[p[i] & 0x0F]);
+				}
+				appendStringInfoChar(buf, '"');
 				return;
 			}
 		case DATEOID:
