@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (never timed assertions in tests): one throw-away server, one
 # Markdown table out, with the machine it ran on.
-#   bash test/bench.sh [capture] [drain] [latency] [soak]      (none: all four)
+#   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [idle]
+#                                                               (none: all)
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
 #          complete, delete as four transactions), pgbench -M prepared -c 2,
@@ -16,11 +17,19 @@
 #          extension has that setting.
 # latency  1,000 one-INSERT transactions/s for 20 s (pgbench -R); the sidecar
 #          records when it receives each event, minus the event's "time".
+# keepup   per-request delivery at rising lifecycle rates (pgbench -R), 10 s
+#          each: the highest rate at which the queue stays flat.
 # soak     BENCH_SOAK_SECONDS (600) of 500 lifecycles/s, sampled every 10 s;
 #          then the worker's peak RSS while it drains 1,000,000 events.
+# pinned   BENCH_PINNED_SECONDS (600) of 500 lifecycles/s while a REPEATABLE
+#          READ transaction holds the xmin horizon: worker CPU, queue size,
+#          commit->sidecar p99 and writer latency, first and last minute;
+#          then how long the backlog takes once the transaction ends.
+# idle     BENCH_IDLE_SECONDS (600) with nothing to deliver: the worker's
+#          memory, CPU and wake-ups.
 source "$(dirname "$0")/setup.sh"
 
-ALL=(capture drain latency soak)
+ALL=(capture keepup drain latency soak pinned idle)
 BENCHES=("$@")
 [ $# -gt 0 ] || BENCHES=("${ALL[@]}")
 for b in "${BENCHES[@]}"; do
@@ -29,6 +38,8 @@ done
 SECS=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-9}
 SOAK=${BENCH_SOAK_SECONDS:-600}
+PINNED=${BENCH_PINNED_SECONDS:-600}
+IDLE=${BENCH_IDLE_SECONDS:-600}
 PGPORT=54330
 
 ensure_packages
@@ -52,7 +63,7 @@ CONF
 cleanup() {
     as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
     [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null
-    rm -rf "$B/data" "$B/latency.jsonl"
+    rm -rf "$B/data" "$B/latency.times" "$B/pinned.times"
     find "$WORK" -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} +
 }
 trap cleanup EXIT
@@ -89,12 +100,32 @@ new_db() {
 }
 
 # sidecar [fakedapr options]: a fresh fake sidecar, where taskevents publishes.
-sidecar() {
+stop_sidecar() {
     if [ -n "${SIDECAR_PID:-}" ]; then kill "$SIDECAR_PID" || true; wait "$SIDECAR_PID" 2>/dev/null || true; fi
+    SIDECAR_PID=
+}
+sidecar() {
+    stop_sidecar
     start_sidecar "$B" "$@"
     setting port "$DAPR_PORT"
 }
 sidecar_events() { curl -s "http://127.0.0.1:$CTL_PORT/stats" | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
+
+# The queue of a database: every table of the taskevents schema, in bytes
+# (1.0: the outbox; 1.1: the queue tables, retry, tick, dead letters).
+QUEUE_BYTES="SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'taskevents' AND c.relkind = 'r'"
+# Forget a database's queue (rows captured with delivery off): empty its tables.
+DISCARD_QUEUE="DO \$\$ DECLARE t regclass; BEGIN
+                 FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = 'taskevents' AND c.relkind = 'r'
+                             AND c.relname IN ('outbox', 'queue_0', 'queue_1', 'queue_2', 'retry')
+                 LOOP EXECUTE 'TRUNCATE ' || t; END LOOP; END \$\$"
+
+# cpu PID: the CPU time a process has used, in clock ticks (user + system).
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+TICKS=$(getconf CLK_TCK)
 
 # mem PID: "VmRSS RssAnon" of a process, in kB (0 0 when it is gone).
 mem() { cat "/proc/$1/status" 2>/dev/null | awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r + 0, a + 0}'; }
@@ -108,12 +139,13 @@ drain() {
     local db=$1 n=$2 t0 t1="" pid rss anon end=$((SECONDS + 120 + $2 / 500))
     setting enabled off
     wait_for "$db" 'SELECT worker_state FROM taskevents.status' disabled
-    psql_ -d "$db" -c 'VACUUM ANALYZE taskevents.outbox'
+    psql_ -d "$db" -c 'VACUUM ANALYZE'
     psql_ -d "$db" -c "INSERT INTO tasks (user_id, title)
                        SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $n) i"
     pid=$(q "$db" 'SELECT pid FROM taskevents.status')
     curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null
     read -r D_RSS D_ANON < <(mem "$pid")
+    D_CPU=$(cpu "$pid")
     psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on'
     t0=$(q "$db" 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()')
     while [ -z "$t1" ] && [ $SECONDS -lt $end ]; do
@@ -126,9 +158,12 @@ drain() {
     done
     D_SECS=$([ -z "$t1" ] || awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
     D_EVENTS=$(sidecar_events)
+    D_CPU=$(( $(cpu "$pid") - D_CPU ))
     [ "$(q "$db" 'SELECT pid FROM taskevents.status')" = "$pid" ] || note "the worker restarted during a drain of $db"
 }
 rate() { [ -z "$D_SECS" ] && echo 0 || awk -v n="$1" -v s="$D_SECS" 'BEGIN {printf "%.0f", n / s}'; }
+# CPU milliseconds the worker spent per 1,000 events of the last drain of N events.
+cpu_per_1000() { awk -v c="$D_CPU" -v t="$TICKS" -v n="$1" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}'; }
 
 # --- the table --------------------------------------------------------------
 
@@ -198,7 +233,7 @@ bench_capture() {
             # speed drifts between rounds, so ratios of neighbours are steadier
             ratios[$db]+="$(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.3f", a / b}') "
             if [ $db = capture_only ]; then
-                psql_ -d $db -c 'TRUNCATE taskevents.outbox'
+                psql_ -d $db -c "$DISCARD_QUEUE"
                 setting enabled on
             elif [[ $db = taskevents* ]]; then     # its backlog is not left to slow the next run
                 queued[$db]+="$(q $db 'SELECT count(*) FROM taskevents.outbox') "
@@ -222,15 +257,17 @@ bench_capture() {
     note "capture: the task lifecycle (insert, edit title, complete, delete: 4 transactions, 8 events), pgbench -M prepared -c 2 -j 2, $ROUNDS rounds of alternating ${SECS} s runs, one per setup; a ratio is the median over rounds of each run's lifecycles/s over the no-trigger run of its round, synchronous_commit = off; all runs (lifecycles/s): no trigger ${runs[no_trigger]% }, PL/pgSQL ${runs[plpgsql_outbox]% }, delivery off ${runs[capture_only]% }, delivering ${runs[taskevents]% }, delivering with bulk ${runs[taskevents_bulk]% }. The PL/pgSQL trigger writes two jsonb rows per change (test/bench/plpgsql_outbox.sql) that nothing delivers; \"delivery off\" is taskevents.enabled = off (capture only). While delivering, the worker published to the fake sidecar; changes still queued at the end of each of its runs: ${queued[taskevents]% }, with bulk ${queued[taskevents_bulk]% } (delivered before the next run starts)."
 }
 
-# drain_row LABEL TARGET: BENCH_ROUNDS drains of 20,000 changes, the median rate.
+# drain_row LABEL TARGET: BENCH_ROUNDS drains of 20,000 changes, the median
+# rate and the median worker CPU per 1,000 events.
 drain_row() {
-    local rates="" got=""
+    local rates="" got="" cpus=""
     for _ in $(seq "$ROUNDS"); do
         drain drain 20000 0.01
         rates+="$(rate 40000) "
         got+="$D_EVENTS "
+        cpus+="$(cpu_per_1000 40000) "
     done
-    row "$1" "$(echo $rates | median) events/s (runs: ${rates% }); sidecar got ${got% }" "$2" drain
+    row "$1" "$(echo $rates | median) events/s (runs: ${rates% }); worker CPU $(echo $cpus | median) ms per 1,000 events; sidecar got ${got% }" "$2" drain
 }
 
 bench_drain() {
@@ -239,13 +276,13 @@ bench_drain() {
     sidecar
     new_db drain taskevents
     conc=$(q drain 'SHOW taskevents.concurrency')
-    drain_row "drain 40,000 events, concurrency $conc (default)" ">= 20000 events/s"
+    drain_row "drain 40,000 events, concurrency $conc (default)" ">= 30000 events/s"
     setting concurrency 64
-    drain_row "drain 40,000 events, concurrency 64" ">= 20000 events/s"
+    drain_row "drain 40,000 events, concurrency 64" ">= 30000 events/s"
     setting concurrency DEFAULT
     if grep -q '"taskevents.bulk"' "$WORK/src/settings.c"; then
         setting bulk on
-        drain_row "drain 40,000 events, bulk = on, concurrency $conc" ">= 50000 events/s (bulk)"
+        drain_row "drain 40,000 events, bulk = on, concurrency $conc" ">= 150000 events/s (bulk)"
         setting bulk DEFAULT
     else
         note "drain: no bulk row, this build of taskevents has no taskevents.bulk setting."
@@ -256,15 +293,16 @@ bench_drain() {
 bench_latency() {
     local n p50 p99 max
     say "latency: 1,000 changes/s for 20 s"
-    sidecar --record "$B/latency.jsonl"
+    sidecar --times "$B/latency.times"
     new_db latency taskevents
     pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" latency > "$B/latency.out" 2>&1
     wait_for latency 'SELECT count(*) FROM taskevents.outbox' 0
-    read -r n p50 p99 max < <(python3 "$WORK/test/bench/latency.py" "$B/latency.jsonl")
+    stop_sidecar    # it writes the times out as it exits
+    read -r n p50 p99 max < <(python3 "$WORK/test/bench/latency.py" "$B/latency.times")
     row "latency p50, 1,000 changes/s" "$p50 ms" "<= 5 ms" latency
     row "latency p99, 1,000 changes/s" "$p99 ms" "<= 25 ms" latency
     row "latency max, 1,000 changes/s" "$max ms" "" latency
-    note "latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions ($(printf '%.0f' "$(tps_of "$B/latency.out")") changes/s achieved); over all $n events, the fake sidecar's receive time (\"t\" in its --record file) minus the CloudEvent's \"time\", which is the capture time inside the transaction, microseconds before the commit of a one-statement transaction. synchronous_commit = off; the worker flushes WAL itself before it sends."
+    note "latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions ($(printf '%.0f' "$(tps_of "$B/latency.out")") changes/s achieved); over all $n events, the fake sidecar's receive time (its --times file) minus the CloudEvent's \"time\", which is the capture time inside the transaction, microseconds before the commit of a one-statement transaction. synchronous_commit = off; the worker flushes WAL itself before it sends."
 }
 
 bench_soak() {
@@ -273,11 +311,11 @@ bench_soak() {
     sidecar
     new_db soak taskevents
     : > "$B/soak.samples"
-    sample() {   # outbox rows, outbox bytes, worker VmRSS and RssAnon (kB), autovacuums of the outbox
-        read -r rows size pid vacs < <(q soak "SELECT count(*), pg_total_relation_size('taskevents.outbox'),
+    sample() {   # waiting changes, queue bytes, worker VmRSS and RssAnon (kB), autovacuums of the queue
+        read -r rows size pid vacs < <(q soak "SELECT count(*), ($QUEUE_BYTES),
                                                (SELECT pid FROM taskevents.status),
-                                               (SELECT autovacuum_count FROM pg_stat_user_tables
-                                                 WHERE relid = 'taskevents.outbox'::regclass)
+                                               (SELECT coalesce(sum(autovacuum_count), 0) FROM pg_stat_user_tables
+                                                 WHERE schemaname = 'taskevents')
                                           FROM taskevents.outbox" | tr '|' ' ')
         read -r rss anon < <(mem "$pid")
         echo "$rows $size $rss $anon $vacs" >> "$B/soak.samples"
@@ -290,17 +328,92 @@ bench_soak() {
     stats() { awk -v c="$1" -v d="$2" -v f="$3" '
         NR == 1 || $c < lo { lo = $c } NR == 1 || $c > hi { hi = $c } { last = $c }
         END { printf "min " f " / max " f " / last " f, lo / d, hi / d, last / d }' "$B/soak.samples"; }
-    row "soak ${SOAK} s, 500 lifecycles/s: outbox rows" "$(stats 1 1 %d)" "flat" soak
-    row "soak: outbox size (pg_total_relation_size)" "$(stats 2 1048576 %.2f) MB" "flat" soak
+    row "soak ${SOAK} s, 500 lifecycles/s: changes waiting" "$(stats 1 1 %d)" "flat" soak
+    row "soak: queue size (its tables, pg_total_relation_size)" "$(stats 2 1048576 %.2f) MB" "flat" soak
     row "soak: worker RSS (VmRSS)" "$(stats 3 1024 %.1f) MB" "< 64 MB" soak
     row "soak: worker private memory (RssAnon)" "$(stats 4 1024 %.1f) MB" "< 64 MB" soak
-    note "soak: pgbench -R 500 -c 2 -j 2 of the capture lifecycle for $SOAK s ($(printf '%.0f' "$(tps_of "$B/soak.out")") lifecycles/s achieved, 8 events each), $(wc -l < "$B/soak.samples") samples, one every 10 s: count(*) of taskevents.outbox, pg_total_relation_size, VmRSS and RssAnon of the worker from /proc/<pid>/status (pid from taskevents.status); autovacuum ran $(tail -1 "$B/soak.samples" | cut -d' ' -f5) times on the outbox (autovacuum_naptime 1 min); samples in $B/soak.samples."
+    note "soak: pgbench -R 500 -c 2 -j 2 of the capture lifecycle for $SOAK s ($(printf '%.0f' "$(tps_of "$B/soak.out")") lifecycles/s achieved, 8 events each), $(wc -l < "$B/soak.samples") samples, one every 10 s: count(*) of taskevents.outbox (the changes waiting), the total size of the taskevents schema's tables, VmRSS and RssAnon of the worker from /proc/<pid>/status (pid from taskevents.status); autovacuum ran $(tail -1 "$B/soak.samples" | cut -d' ' -f5) times on those tables (autovacuum_naptime 1 min); samples in $B/soak.samples."
 
     drain soak 500000 0.2
     hwm=$(cat "/proc/$pid/status" 2>/dev/null | awk '/^VmHWM/ {print $2}')
     row "soak: worker peak RSS draining 1,000,000 events" "$(mb "$D_RSS") MB (RssAnon $(mb "$D_ANON") MB)" "< 64 MB" soak
     row "soak: drain of 1,000,000 events" "$(rate 1000000) events/s ($D_SECS s); sidecar got $D_EVENTS" "" soak
     note "soak drain: 500,000 INSERTs queued with delivery off, then delivered; worker memory sampled every 0.2 s. VmRSS counts the shared buffers the worker touched (RssShmem); RssAnon is its private memory. The kernel's VmHWM (peak VmRSS over the worker's life) was $(mb "${hwm:-0}") MB."
+}
+
+# keepup: the highest lifecycle rate per-request delivery keeps up with.
+bench_keepup() {
+    local r t left best=0 runs=""
+    say "keepup: per-request delivery at rising rates, 10 s each"
+    sidecar
+    new_db keepup taskevents
+    for r in 250 500 750 1000 1250 1500 2000 2500; do
+        pgbench_ -R "$r" -T 10 -f "$WORK/test/bench/lifecycle.sql" keepup > "$B/keepup.out" 2>&1
+        t=$(printf '%.0f' "$(tps_of "$B/keepup.out")")
+        left=$(q keepup 'SELECT count(*) FROM taskevents.outbox')
+        runs+="$r: $t lifecycles/s, $left left; "
+        wait_for keepup 'SELECT count(*) FROM taskevents.outbox' 0
+        # kept up: the writers reached the rate and at most a tenth of a second's changes wait
+        [ "$t" -ge $((r * 95 / 100)) ] && [ "$left" -le $((r * 4 / 10)) ] && best=$r
+    done
+    row "capture while delivering per request: highest rate kept up with" "$best lifecycles/s ($((best * 8)) events/s)" "reported" keepup
+    note "keepup: pgbench -R RATE -T 10 of the capture lifecycle, per-request delivery to the fake sidecar; kept up when pgbench reached 95% of the rate and at most a tenth of a second's changes were waiting as it ended. Runs: ${runs% ; }."
+}
+
+# pinned: 10 minutes of writes while a REPEATABLE READ transaction holds the horizon.
+bench_pinned() {
+    local pid pb c0 i first last wl wf lat
+    say "pinned: $PINNED s of 500 lifecycles/s while a REPEATABLE READ transaction holds the xmin horizon"
+    sidecar --times "$B/pinned.times"
+    new_db pinned taskevents
+    pid=$(q pinned 'SELECT pid FROM taskevents.status')
+    # the transaction a report, pg_dump or a forgotten BEGIN leaves open: its snapshot, then nothing
+    psql_ -d pinned -c "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM tasks; SELECT pg_sleep($PINNED + 60); COMMIT;" \
+        >/dev/null 2>&1 &
+    : > "$B/pinned.samples"
+    pgbench_ -R 500 -T "$PINNED" -P 60 -f "$WORK/test/bench/lifecycle.sql" pinned > "$B/pinned.out" 2>&1 &
+    pb=$!
+    for ((i = 60; i <= PINNED; i += 60)); do   # minute, worker CPU %, queue MB, waiting, dead rows
+        c0=$(cpu "$pid")
+        sleep 60
+        echo "$i $(awk -v c="$(( $(cpu "$pid") - c0 ))" -v t="$TICKS" 'BEGIN {printf "%.0f", c / t / 60 * 100}') $(mb $(( $(q pinned "$QUEUE_BYTES") / 1024 ))) $(q pinned 'SELECT count(*) FROM taskevents.outbox') $(q pinned "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'taskevents'")" >> "$B/pinned.samples"
+    done
+    wait $pb
+    i=$SECONDS
+    psql_ -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
+    wait_for pinned 'SELECT count(*) FROM taskevents.outbox' 0
+    stop_sidecar
+    first=$(head -1 "$B/pinned.samples"); last=$(tail -1 "$B/pinned.samples")
+    wf=$(grep -m1 '^progress' "$B/pinned.out" | sed 's/.* lat \([0-9.]*\) ms.*/\1/')
+    wl=$(grep '^progress' "$B/pinned.out" | tail -1 | sed 's/.* lat \([0-9.]*\) ms.*/\1/')
+    python3 "$WORK/test/bench/latency.py" "$B/pinned.times" --minutes > "$B/pinned.latency"
+    lat() { awk -v m="$1" '$1 == m {print $4}' "$B/pinned.latency"; }
+    row "pinned horizon $PINNED s, 500 lifecycles/s: worker CPU, first / last minute" "$(echo $first | cut -d' ' -f2)% / $(echo $last | cut -d' ' -f2)% of a core" "flat" pinned
+    row "pinned: queue size, first / last minute" "$(echo $first | cut -d' ' -f3) / $(echo $last | cut -d' ' -f3) MB" "flat" pinned
+    row "pinned: changes waiting, first / last minute" "$(echo $first | cut -d' ' -f4) / $(echo $last | cut -d' ' -f4)" "flat" pinned
+    row "pinned: commit->sidecar p99, first / last minute" "$(lat 1) / $(lat $((PINNED / 60))) ms" "flat" pinned
+    row "pinned: writer latency (pgbench), first / last minute" "$wf / $wl ms" "flat" pinned
+    row "pinned: backlog after the transaction ends" "empty in $((SECONDS - i)) s" "drains" pinned
+    note "pinned: pgbench -R 500 -P 60 for $PINNED s of the capture lifecycle while another session holds a REPEATABLE READ transaction open (one SELECT, then idle); per minute (minute, worker CPU %, queue MB, waiting, dead rows in the taskevents tables): $(tr '\n' ';' < "$B/pinned.samples" | sed 's/;$//'); commit->sidecar latency per minute (minute, events, p50, p99, max ms): $(tr '\n' ';' < "$B/pinned.latency" | sed 's/;$//')."
+}
+
+# idle: nothing to deliver for a while: what the worker costs.
+bench_idle() {
+    local pid c0 m0 m1 w0 w1
+    say "idle: $IDLE s with nothing to deliver"
+    sidecar
+    new_db idle taskevents
+    sleep 5
+    pid=$(q idle 'SELECT pid FROM taskevents.status')
+    c0=$(cpu "$pid"); read -r _ m0 < <(mem "$pid")
+    w0=$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status")
+    sleep "$IDLE"
+    read -r _ m1 < <(mem "$pid")
+    w1=$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status")
+    row "idle $IDLE s: worker private memory (RssAnon), start / end" "$(mb "$m0") / $(mb "$m1") MB" "no growth" idle
+    row "idle: worker CPU" "$(awk -v c="$(( $(cpu "$pid") - c0 ))" -v t="$TICKS" -v s="$IDLE" 'BEGIN {printf "%.2f s (%.3f%% of a core)", c / t, c / t / s * 100}')" "the poll only" idle
+    row "idle: worker wake-ups" "$((w1 - w0)) in $IDLE s ($(awk -v w="$((w1 - w0))" -v s="$IDLE" 'BEGIN {printf "%.1f", w / s}')/s; taskevents.poll_interval $(q idle 'SHOW taskevents.poll_interval'))" "the poll only" idle
+    note "idle: a database with the extension and nothing to deliver; the worker's RssAnon and CPU time from /proc/<pid>, wake-ups are its voluntary context switches."
 }
 
 bench_server

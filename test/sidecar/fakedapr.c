@@ -3,7 +3,7 @@
  * tests, demo and benchmarks.  Single file, libc only, single-threaded epoll.
  *
  *   cc -O2 -Wall -Wextra -Werror -o fakedapr fakedapr.c
- *   fakedapr --port N [--control-port M] [--record FILE] [--token TOKEN]
+ *   fakedapr --port N [--control-port M] [--record FILE] [--times FILE] [--token TOKEN]
  *            [--pubsub NAME] [--max-body BYTES] [--print] [--app-id ID]
  *            [--bind ADDR]
  *
@@ -191,6 +191,7 @@ static struct {
     const char *bind;
     int port, ctl_port;
     const char *record;
+    const char *times;
     const char *token;
     size_t token_len;
     const char *pubsub;
@@ -198,7 +199,7 @@ static struct {
     unsigned long long max_body;  /* 0 = unlimited */
     unsigned long long hard_cap;  /* largest body we buffer */
     int print;
-} cfg = {"127.0.0.1", -1, 0, NULL, NULL, 0, "pubsub-kafka", "taskevents",
+} cfg = {"127.0.0.1", -1, 0, NULL, NULL, NULL, 0, "pubsub-kafka", "taskevents",
          4194304ULL, 0, 0};
 
 /* ------------------------------------------------------------------ buffers */
@@ -934,6 +935,7 @@ static int g_ep = -1;
 static int g_dapr_lfd = -1, g_ctl_lfd = -1, g_sigfd = -1;
 static int g_dapr_port, g_ctl_port;
 static FILE *g_rec;
+static FILE *g_times;
 static unsigned long long g_rec_seq;
 static uint64_t g_conn_seq;
 static conn_t **g_conns;
@@ -1363,8 +1365,33 @@ static const char *action_name(int a)
     }
 }
 
+/*
+ * --times: for each CloudEvent a 2xx answer accepted, a line "<receive time>
+ * <its \"time\" attribute>": what a latency benchmark needs, without the
+ * bodies of a full record.
+ */
+static void record_times(const char *body, size_t blen)
+{
+    static const char key[] = "\"time\":\"";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (const char *p = body; p && p < body + blen;) {
+        p = memmem(p, body + blen - p, key, sizeof(key) - 1);
+        if (!p)
+            break;
+        p += sizeof(key) - 1;
+        const char *e = memchr(p, '"', body + blen - p);
+        if (!e)
+            break;
+        fprintf(g_times, "%lld.%06ld %.*s\n", (long long)ts.tv_sec, ts.tv_nsec / 1000, (int)(e - p), p);
+        p = e;
+    }
+}
+
 static void record(conn_t *c, const char *body, size_t blen, int body_known)
 {
+    if (g_times && body_known && R.action == A_RESPOND && R.status >= 200 && R.status <= 299)
+        record_times(body, blen);
     if (!g_rec)
         return;
     static buf_t b;
@@ -3188,7 +3215,7 @@ static int open_dapr_listener(void)
 static void usage(FILE *f)
 {
     fputs(
-        "usage: fakedapr --port N [--control-port M] [--record FILE] [--token TOKEN]\n"
+        "usage: fakedapr --port N [--control-port M] [--record FILE] [--times FILE] [--token TOKEN]\n"
         "                [--pubsub NAME] [--max-body BYTES] [--print] [--app-id ID]\n"
         "                [--bind ADDR]\n"
         "  --port 0 / --control-port 0 pick free ports (control defaults to 0);\n"
@@ -3232,6 +3259,8 @@ int main(int argc, char **argv)
             cfg.ctl_port = (int)argnum(a, argval(argc, argv, &i), 0, 65535);
         else if (!strcmp(a, "--record"))
             cfg.record = argval(argc, argv, &i);
+        else if (!strcmp(a, "--times"))
+            cfg.times = argval(argc, argv, &i);
         else if (!strcmp(a, "--token"))
             cfg.token = argval(argc, argv, &i);
         else if (!strcmp(a, "--pubsub"))
@@ -3280,6 +3309,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "fakedapr: cannot open %s: %s\n", cfg.record, strerror(errno));
             return 1;
         }
+    }
+    if (cfg.times && !(g_times = fopen(cfg.times, "a"))) {
+        fprintf(stderr, "fakedapr: cannot open %s: %s\n", cfg.times, strerror(errno));
+        return 1;
     }
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     if (g_ep < 0) {
@@ -3339,6 +3372,8 @@ int main(int argc, char **argv)
                                 (unsigned)si.ssi_pid);
                     if (g_rec)
                         fflush(g_rec);
+                    if (g_times)
+                        fflush(g_times);
                     fflush(stdout);
                     return 0;
                 }

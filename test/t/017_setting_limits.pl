@@ -46,7 +46,10 @@ for my $case (
 	my $ndead = $dead{"$name=$value"} // 0;
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), $ndead,
 		"$name = $value: $ndead dead letters");
-	is(scalar @{ delivered_events($dapr) } - $before, 2 - $ndead, "$name = $value: the other events delivered");
+	# distinct ids: a request cut off by a tiny timeout may have arrived, and is sent again
+	my @got = @{ delivered_events($dapr) };
+	my %ids = map { $_->{event}{id} => 1 } @got[ $before .. $#got ];
+	is(scalar keys %ids, 2 - $ndead, "$name = $value: the other events delivered");
 	my $log = substr(slurp_file($node->logfile), $offset);
 	unlike($log, qr/(ERROR|FATAL|PANIC):/, "$name = $value: no error in the log");
 	$node->safe_psql('postgres', "SELECT taskevents.drop_dead_letters(); ALTER SYSTEM RESET taskevents.$name; SELECT pg_reload_conf();");
