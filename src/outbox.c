@@ -179,7 +179,7 @@ te_outbox_insert(TeChange *c)
 	simple_heap_insert(rel, tuple);
 	ob_index_insert(rel, tuple);
 	heap_freetuple(tuple);
-	table_close(rel, RowExclusiveLock);
+	table_close(rel, NoLock);	/* locked until the writer's transaction ends */
 }
 
 /* A text column as a C string, or NULL. */
