@@ -13,9 +13,9 @@
  * own) and the ignored bookkeeping columns; an UPDATE becomes a change only
  * when a task field or "completed" differs.
  *
- * Nothing a row holds makes the writer fail: a null task id or a change too
- * big to send is recorded as such, and the worker dead-letters its events
- * with the reason (cloudevent.c, te_event_unsendable()).
+ * Nothing a row holds makes the writer fail: a null task id, or changes too
+ * big to hold, are recorded as such, and the worker dead-letters the events
+ * concerned with the reason (cloudevent.c, te_event_unsendable()).
  *
  * A cross-partition UPDATE reaches the triggers as a DELETE from one
  * partition and, right after it, an INSERT into another.  The DELETE half is
@@ -285,12 +285,13 @@ cap_value_size(const CapRow *row, AttrNumber attnum)
 	return att->attlen > 0 ? att->attlen : strlen(DatumGetCString(d));
 }
 
-/* The largest title or changes worth keeping: taskevents.max_body_size. */
-static Size
-cap_size_limit(void)
-{
-	return (Size) te_max_body_kb * 1024;
-}
+/*
+ * The most a change's "changes" may hold (old and new values together): the
+ * JSON of a bigger one could pass PostgreSQL's 1 GB limit and fail the
+ * writer.  Over it, the change keeps no "changes" and its task.updated is a
+ * dead letter saying why.
+ */
+#define CAP_CHANGES_MAX ((Size) 64 * 1024 * 1024)
 
 /* Fill the task's fields of a change from one version of the row. */
 static void
@@ -309,9 +310,7 @@ cap_describe(TeChange *c, const CapRow *row)
 	c->user_id = cap_text(row, row->map.user_id, &num);
 	if (num)
 		c->events |= TE_F_USER_ID_NUMBER;
-	if (cap_value_size(row, row->map.title) > cap_size_limit())
-		c->events |= TE_F_TOO_BIG;
-	c->title = (c->events & TE_F_TOO_BIG) ? NULL : cap_text(row, row->map.title, NULL);
+	c->title = cap_text(row, row->map.title, NULL);
 	(void) heap_getattr(row->tuple, row->map.completed, row->desc, &c->completed_null);
 	c->completed = cap_done(row);
 	c->due_date = cap_due_date(row, &c->due_date_null);
@@ -341,7 +340,7 @@ cap_same_column(TupleDesc desc, const char *name)
  * as {"column": {"old": ..., "new": ...}}.  Columns are matched by name (the
  * two versions may come from different partitions).  Returns NULL when no
  * task field differs; sets *too_big (and builds nothing) when the values
- * are over taskevents.max_body_size.
+ * are over CAP_CHANGES_MAX.
  */
 static char *
 cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
@@ -378,7 +377,7 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 		newatt[n++] = att->attnum;
 		size += (oa ? cap_value_size(old, oa) : 0) + cap_value_size(new, att->attnum);
 	}
-	*too_big = size > cap_size_limit();
+	*too_big = size > CAP_CHANGES_MAX;
 	if (n == 0 || *too_big)
 		return NULL;
 

@@ -342,8 +342,8 @@ te_event_unsendable(const TeChange *c, const TeEvent *ev)
 {
 	if (c->events & TE_F_NO_TASK_ID)
 		return "the task id is null";
-	if ((c->events & TE_F_TOO_BIG) && ev->topic == TE_TOPIC_TASK_EVENTS)
-		return "the change was over taskevents.max_body_size when captured; its title and changes were not kept";
+	if ((c->events & TE_F_TOO_BIG) && ev->slot == TE_SLOT_TASK)
+		return "the change's old and new values were over 64 MB when captured; its changes were not kept";
 	return NULL;
 }
 

@@ -24,7 +24,7 @@
 #define TE_F_USER_ID_NUMBER		0x2000
 /* Changes whose events cannot be sent: dead letters at once, with the reason. */
 #define TE_F_NO_TASK_ID			0x4000	/* the task id was null */
-#define TE_F_TOO_BIG			0x8000	/* over max_body_size: title and changes not kept */
+#define TE_F_TOO_BIG			0x8000	/* changes over 64 MB: not kept */
 
 /*
  * A change has up to four events, each in a fixed slot: the slot orders them

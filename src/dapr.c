@@ -269,6 +269,8 @@ te_dapr_start(TeRequest *req)
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) te_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) te_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	/* straight to the sidecar: no proxy, whatever http_proxy the server's environment has */
+	curl_easy_setopt(h, CURLOPT_PROXY, "");
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, dp_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, req);

@@ -83,7 +83,8 @@ enum
 {
 	PLAN_LAST_SEQ,
 	PLAN_CLAIM_RETRY,
-	PLAN_CLAIM_NEW,
+	PLAN_CLAIM_HOLES,
+	PLAN_CLAIM_ABOVE,
 	PLAN_CLAIM_RESEND,
 	PLAN_NEXT_DUE,
 	PLAN_RETRY_DELETE,
@@ -124,16 +125,22 @@ static const struct
 		" ORDER BY r.seq LIMIT $1",
 		1, {INT4OID}
 	},
-	[PLAN_CLAIM_NEW] = {
-		"SELECT o.*, EXISTS (SELECT FROM taskevents.retry b"
-		"                     WHERE b.task_id OPERATOR(pg_catalog.=) o.task_id)"
-		"  FROM (SELECT q.* FROM taskevents.queue q WHERE q.seq OPERATOR(pg_catalog.>) $1"
-		"        UNION ALL"
-		"        SELECT q.* FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS h(lo, hi)"
-		"          JOIN taskevents.queue q ON q.seq OPERATOR(pg_catalog.>=) h.lo"
-		"                                 AND q.seq OPERATOR(pg_catalog.<=) h.hi) o"
-		" ORDER BY o.seq LIMIT $4",
-		4, {INT8OID, INT8ARRAYOID, INT8ARRAYOID, INT4OID}
+	[PLAN_CLAIM_HOLES] = {
+		"SELECT q.*, EXISTS (SELECT FROM taskevents.retry b"
+		"                     WHERE b.task_id OPERATOR(pg_catalog.=) q.task_id)"
+		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS h(lo, hi),"
+		"       LATERAL (SELECT * FROM taskevents.queue c"
+		"                 WHERE c.seq OPERATOR(pg_catalog.>=) h.lo AND c.seq OPERATOR(pg_catalog.<=) h.hi"
+		"                 ORDER BY c.seq LIMIT $3) q"
+		" ORDER BY q.seq LIMIT $3",
+		3, {INT8ARRAYOID, INT8ARRAYOID, INT4OID}
+	},
+	[PLAN_CLAIM_ABOVE] = {
+		"SELECT q.*, EXISTS (SELECT FROM taskevents.retry b"
+		"                     WHERE b.task_id OPERATOR(pg_catalog.=) q.task_id)"
+		"  FROM taskevents.queue q WHERE q.seq OPERATOR(pg_catalog.>) $1"
+		" ORDER BY q.seq LIMIT $2",
+		2, {INT8OID, INT4OID}
 	},
 	[PLAN_CLAIM_RESEND] = {
 		"SELECT event_id, type, topic, task_id, body, attempts"
@@ -567,22 +574,20 @@ qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
 }
 
 /*
- * The cursor after a claim.  seqs: the numbers read (ascending); cut: the
- * read was cut short after the last of them (so nothing above it was
- * looked at); last: the last number given out before the snapshot; final:
- * numbers up to this one that were not seen never will be.
+ * The cursor after a claim.  seqs: the numbers read (ascending); looked:
+ * every visible change up to this number was read (or is one of seqs);
+ * final: numbers up to this one that were not seen never will be.
  */
 static void
-qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, bool cut, int64 last,
-		   int64 final, QuCursor *new)
+qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, int64 looked, int64 final,
+		   QuCursor *new)
 {
 	int			cap = old->nholes + nseqs + 2;
 	int			n = 0;
 	int			k = 0;
-	int64		looked = cut && nseqs > 0 ? seqs[nseqs - 1] : PG_INT64_MAX;
 	QuRange    *holes = palloc(sizeof(QuRange) * cap);
 
-	new->hi = cut ? Max(old->hi, looked) : Max(old->hi, last);
+	new->hi = Max(old->hi, looked);
 	final = Min(final, looked);
 
 	/* Old holes and the new gap above hi, less what was read and what is final. */
@@ -633,27 +638,13 @@ qu_claim_retry(QuRound *r, int limit, Size *budget)
 	return n;
 }
 
-/* Read the changes above the cursor and in its holes; propose the next cursor. */
-static void
-qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
+/* Read the changes of a result (queue columns, then whether blocked), as many as fit. */
+static int
+qu_read_new(QuRound *r, int nrows, int limit, Size *budget, int64 *seqs)
 {
-	QuColumn	lo,
-				hi;
-	Datum		args[4];
-	int			nrows;
-	int			n;
-	int64	   *seqs;
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(qu_round_cxt);
+	int			n = qu_fit(nrows, limit, budget);
 
-	qu_cursor_columns(&qu_cursor, &lo, &hi);
-	args[0] = Int64GetDatum(qu_cursor.hi);
-	args[1] = qu_array(&lo);
-	args[2] = qu_array(&hi);
-	args[3] = Int32GetDatum(limit);
-	nrows = qu_exec(PLAN_CLAIM_NEW, args, SPI_OK_SELECT);
-	old = MemoryContextSwitchTo(qu_round_cxt);
-	n = qu_fit(nrows, limit, budget);
-	seqs = palloc(sizeof(int64) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		QuChange   *ch = &r->changes[r->nchanges++];
@@ -663,9 +654,49 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
 		ch->blocked = DatumGetBool(qu_get(i, Natts_outbox + 1, &isnull));
 		seqs[i] = ch->c.seq;
 	}
-	r->more = r->more || n < nrows || nrows == limit;
-	qu_advance(&qu_cursor, seqs, n, n < nrows || nrows == limit, last, final, &r->cursor);
 	MemoryContextSwitchTo(old);
+	return n;
+}
+
+/*
+ * Read the changes in the cursor's holes, then those above it (all of the
+ * holes' numbers are below the others); propose the next cursor.
+ */
+static void
+qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
+{
+	QuColumn	lo,
+				hi;
+	Datum		args[3];
+	int64	   *seqs = MemoryContextAlloc(qu_round_cxt, sizeof(int64) * (limit + 1));
+	int			nrows;
+	int			n;
+	int64		looked;
+
+	qu_cursor_columns(&qu_cursor, &lo, &hi);
+	args[0] = qu_array(&lo);
+	args[1] = qu_array(&hi);
+	args[2] = Int32GetDatum(limit);
+	nrows = qu_exec(PLAN_CLAIM_HOLES, args, SPI_OK_SELECT);
+	n = qu_read_new(r, nrows, limit, budget, seqs);
+	if (n < nrows || nrows == limit)
+		looked = seqs[n - 1];	/* cut short in the holes */
+	else if (*budget == 0)
+		looked = qu_cursor.hi;	/* the holes are read, nothing above */
+	else
+	{
+		int			want = limit - n;
+		int			got;
+
+		args[0] = Int64GetDatum(qu_cursor.hi);
+		args[1] = Int32GetDatum(want);
+		nrows = qu_exec(PLAN_CLAIM_ABOVE, args, SPI_OK_SELECT);
+		got = qu_read_new(r, nrows, want, budget, seqs + n);
+		n += got;
+		looked = (got < nrows || nrows == want) ? seqs[n - 1] : last;
+	}
+	r->more = r->more || looked != last;
+	qu_advance(&qu_cursor, seqs, n, looked, final, &r->cursor);
 }
 
 /* Read the dead letters an operator re-queued. */

@@ -516,7 +516,6 @@ wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
 {
 	TeEvent		evs[TE_MAX_EVENTS];
 	int			nev = te_change_events(&ch->c, evs);
-	bool		too_big = ch->bytes > (Size) te_max_body_kb * 1024;
 	uint64		key = hash_bytes_extended((const unsigned char *) ch->c.task_id,
 										  strlen(ch->c.task_id), 0);
 
@@ -530,9 +529,6 @@ wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
 
 		if (ch->done & (1 << evs[k].slot))
 			continue;
-		if (why == NULL && too_big && evs[k].topic == TE_TOPIC_TASK_EVENTS)
-			why = psprintf("the change's title and changes (%zu bytes) are over taskevents.max_body_size (%d kB)",
-						   ch->bytes, te_max_body_kb);
 		e = wk_event(ch, &evs[k]);
 		if (why == NULL)
 		{
