@@ -1018,9 +1018,10 @@ wk_standby_behind(XLogRecPtr lsn, XLogRecPtr *flushed)
 /*
  * With taskevents.standby_slots: wait until each of those standbys has
  * flushed WAL up to lsn, so that a standby a failover promotes has every
- * change whose events consumers saw.
+ * change whose events consumers saw.  False when delivery was turned off
+ * meanwhile: the round is left for later.
  */
-static void
+static bool
 wk_wait_standbys(XLogRecPtr lsn)
 {
 	TimestampTz since = GetCurrentTimestamp();
@@ -1049,10 +1050,13 @@ wk_wait_standbys(XLogRecPtr lsn)
 			ProcessConfigFile(PGC_SIGHUP);
 			te_dapr_configure();
 		}
+		if (!te_enabled)
+			return false;
 	}
 	if (logged)
 		ereport(LOG, (errmsg("taskevents: the standbys of taskevents.standby_slots caught up; delivery goes on")));
 	wk_set_state_keep(TE_WORKER_DELIVERING);
+	return true;
 }
 
 /* Count the round's outcomes in the slot; note its last error. */
@@ -1093,7 +1097,8 @@ wk_round(void)
 	wk_build(r);
 
 	/* Nothing is sent before its commit is durable (and on the standbys named). */
-	wk_wait_standbys(wk_flush_wal());
+	if (!wk_wait_standbys(wk_flush_wal()))
+		return 0;
 	wk_pump(r);
 
 	/*
