@@ -15,6 +15,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -111,6 +112,14 @@ ob_target(int64 *seq)
 {
 	static const char *const names[TE_QUEUE_TABLES] = {"queue_0", "queue_1", "queue_2"};
 	Oid			seqid = te_outbox_relid("outbox_seq", false);
+
+	/*
+	 * Have a transaction id before taking a number: the worker counts a
+	 * number given out before it noted the next transaction id as held by
+	 * an older transaction (queue.c).  A row change has one already; a
+	 * TRUNCATE's trigger runs before TRUNCATE takes one.
+	 */
+	(void) GetTopTransactionId();
 
 	/* A second look sees what a concurrent ALTER EXTENSION UPDATE left. */
 	for (int attempt = 0; attempt < 2; attempt++)
