@@ -4,8 +4,21 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
-          libipc-run-perl make gcc libc6-dev curl python3 python3-yaml)
+
+# The PostgreSQL major version to build and test against: 15, the host's own
+# (Debian 12), unless test/pgversions.sh runs us for another version inside
+# that version's Debian chroot.
+PG_MAJOR=${PG_MAJOR:-15}
+
+# packages_for MAJOR: the Debian packages the tests need with PostgreSQL
+# MAJOR.  The same list is installed on the host for 15 and into the chroots
+# of 17 and 18 (test/pgversions.sh keys its cached chroots on it, so a change
+# here rebuilds them); what only the host needs goes elsewhere.
+packages_for() {
+    echo "postgresql-$1 postgresql-server-dev-$1 libcurl4-openssl-dev" \
+         "libipc-run-perl make gcc libc6-dev curl python3 python3-yaml"
+}
+read -r -a PACKAGES <<<"$(packages_for "$PG_MAJOR")"
 
 # Run a command as root (we may already be root).
 as_root() {
@@ -63,7 +76,7 @@ start_sidecar() {
 # overwrite each other's extension, and the system's PostgreSQL is untouched.
 # Sets PG_CONFIG and puts that copy's programs first on PATH.
 build_and_install() {
-    local sys=/usr/lib/postgresql/15/bin/pg_config
+    local sys=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
     WORK=$(mktemp -d /tmp/taskevents.XXXXXX)
     tar -C "$TOP" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
     echo "== building in $WORK"
