@@ -26,10 +26,10 @@
 # chroot it finds, at their host paths: /tmp (so scratch directories made on
 # either side are the same), the cache directory (its chroots hidden), the
 # checkout, the current directory, /proc, /dev, /sys, the host's
-# /etc/hosts and /etc/resolv.conf, the host's JDKs read-only (/usr/lib/jvm,
-# /etc/java-*, /etc/ssl/certs/java, with JAVA_HOME set to the host's java and
-# its bin last on PATH) and every path listed in TASKEVENTS_CHROOT_BIND
-# (space-separated).  Network, loopback, hostname and processes are the
+# /etc/hosts and /etc/resolv.conf, the host's JDKs, Maven and Go read-only
+# (PGV_LENT below; JAVA_HOME is the host's java) and every path listed in
+# TASKEVENTS_CHROOT_BIND (space-separated); TASKEVENTS_CHROOT names the
+# chroot.  Network, loopback, hostname and processes are the
 # host's: a server started inside is reached from outside and the other way
 # round.  The mounts exist only in a private mount namespace of the run, so
 # they vanish when it ends, however it ends (exit, error, Ctrl-C, kill -9);
@@ -52,6 +52,15 @@ PGV_SUPPORTED=(15 17 18)
 # Bump when the way a chroot is made changes, so every cached one is rebuilt.
 PGV_FORMAT=1
 
+# The host's toolchains, lent read-only to the chroots at the same paths
+# (those that exist): the JDKs with what their symbolic links point to,
+# Maven with its jars, Go.  Inside, JAVA_HOME names the host's java and the
+# bin directories come last on PATH; test/setup.sh's ensure_packages does
+# not install their packages (HOST_PACKAGES) there.
+PGV_LENT=(/usr/lib/jvm /etc/java-*-openjdk /etc/ssl/certs/java
+          /usr/share/maven /usr/share/maven-repo /usr/share/java /etc/maven
+          /usr/local/go)
+
 TASKEVENTS_CACHE=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}
 PGV_CHROOTS=$TASKEVENTS_CACHE/chroots
 
@@ -63,6 +72,13 @@ pgv_suite() {
     18) echo forky ;;
     *) echo "pgversions: PostgreSQL $1 is not supported (supported: ${PGV_SUPPORTED[*]})" >&2; return 1 ;;
     esac
+}
+
+# pgv_host_major: the supported version that runs on the host.
+pgv_host_major() {
+    local v
+    for v in "${PGV_SUPPORTED[@]}"; do [ "$(pgv_suite "$v")" = host ] && { echo "$v"; return; }; done
+    return 1
 }
 
 # pgv_where MAJOR: a few words on where MAJOR runs, for the summaries.
@@ -306,8 +322,7 @@ pgv_in_namespace() {
         pgv_bind "$TOP"
         pgv_bind "$dir"
         local p
-        for p in /usr/lib/jvm /etc/java-*; do pgv_bind "$p" ro; done
-        [ -d /etc/ssl/certs/java ] && pgv_bind /etc/ssl/certs/java ro
+        for p in "${PGV_LENT[@]}"; do pgv_bind "$p" ro; done
         for p in ${TASKEVENTS_CHROOT_BIND:-}; do pgv_bind "$p"; done
     fi
 
@@ -339,7 +354,10 @@ pgv_in_namespace() {
     fi
     local path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     [ -n "$java_home" ] && { envs+=("JAVA_HOME=$java_home"); path="$path:$java_home/bin"; }
-    envs+=("PATH=$path")
+    if [ "$mode" = full ]; then
+        for p in /usr/share/maven/bin /usr/local/go/bin; do [ -d "$root$p" ] && path="$path:$p"; done
+    fi
+    envs+=("PATH=$path" "TASKEVENTS_CHROOT=$(basename "$root")")
 
     # The command as a child, so that this shell can clean up after it
     # (with the caller's standard input, and Ctrl-C reaching it as usual).

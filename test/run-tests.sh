@@ -14,6 +14,10 @@ source "$(dirname "$0")/setup.sh"
 if [ -z "${TASKEVENTS_PG_RUN:-}" ]; then
     source "$TOP/test/pgversions.sh"
     pgv_check_readme || exit 1
+    # The host's own packages and HOST_PACKAGES first: the chroots reuse
+    # its postgres user's ids and borrow its toolchains.
+    read -r -a PACKAGES <<<"$(packages_for "$(pgv_host_major)")"
+    ensure_packages
     read -r -a versions <<<"${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}}"
     summaries=$(mktemp /tmp/taskevents-summary.XXXXXX)
     trap 'rm -f "$summaries"' EXIT
