@@ -80,7 +80,8 @@ fi
 
 # One line for this version: each suite's own count, read from its output
 # ("N passed, M failed"; pg_regress's "All N tests passed." or "M of N
-# tests failed."; prove's "Files=F, Tests=N" less its "Failed: M").
+# tests failed."; prove's "Files=F, Tests=N" less its "Failed: M", and
+# how many of its scripts failed).
 counts() {
     python3 - "$@" <<'PY'
 import re, sys
@@ -102,7 +103,8 @@ for name in sys.argv[1:]:
     elif prove:
         total = int(prove.group(1))
         bad = sum(int(x) for x in re.findall(r"Failed: (\d+)\)", text))
-        out.append(f"{name} {total - bad}/{total}")
+        died = re.search(r"^Failed (\d+/\d+) test programs", text, re.M)
+        out.append(f"{name} {total - bad}/{total}" + (f" ({died.group(1)} scripts failed)" if died else ""))
     else:
         out.append(f"{name} no count")
 print(", ".join(out))
