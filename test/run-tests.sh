@@ -73,8 +73,14 @@ fi
 
 echo "== TAP"
 if ! run_suite TAP as_user make -s installcheck REGRESS=; then
+    # The log of every script with a failed test or listed by prove as
+    # failed (one that died before its first test has no "not ok").
     for f in tmp_check/log/regress_log_*; do
-        grep -q "not ok" "$f" 2>/dev/null && { echo "== $f (last 80 lines)"; tail -n 80 "$f"; }
+        t=${f#tmp_check/log/regress_log_}
+        if grep -q "not ok" "$f" 2>/dev/null || grep -q "^test/t/$t\.pl .*(Wstat" logs/TAP.log; then
+            echo "== $f (last 80 lines)"
+            tail -n 80 "$f"
+        fi
     done
 fi
 
@@ -103,8 +109,9 @@ for name in sys.argv[1:]:
     elif prove:
         total = int(prove.group(1))
         bad = sum(int(x) for x in re.findall(r"Failed: (\d+)\)", text))
-        died = re.search(r"^Failed (\d+/\d+) test programs", text, re.M)
-        out.append(f"{name} {total - bad}/{total}" + (f" ({died.group(1)} scripts failed)" if died else ""))
+        files = re.search(r"^Files=(\d+)", text, re.M).group(1)
+        died = len(re.findall(r"^\S+\.pl\s+\(Wstat: ", text, re.M))
+        out.append(f"{name} {total - bad}/{total}" + (f" ({died} of {files} scripts failed)" if died else ""))
     else:
         out.append(f"{name} no count")
 print(", ".join(out))
