@@ -393,8 +393,8 @@ pgv_stop_leftovers() {
     for sig in TERM KILL; do
         mapfile -t pids < <(pgv_namespace_pids)
         [ ${#pids[@]} -eq 0 ] && return 0
-        echo "pgversions: sending $sig to what the run left behind: $(for p in "${pids[@]}"; do
-            tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-60; echo -n "; "; done)" >&2
+        echo "pgversions: sending $sig to what the run left behind:$(for p in "${pids[@]}"; do
+            echo -n " [$p] "; { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | cut -c1-60 | tr -d '\n'; done)" >&2
         kill -"$sig" "${pids[@]}" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do
             [ -z "$(pgv_namespace_pids)" ] && return 0
