@@ -61,7 +61,7 @@ PGV_LENT=(/usr/lib/jvm /etc/java-*-openjdk /etc/ssl/certs/java
           /usr/share/maven /usr/share/maven-repo /usr/share/java /etc/maven
           /usr/local/go)
 
-TASKEVENTS_CACHE=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}
+TASKEVENTS_CACHE=${TASKEVENTS_CACHE:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/taskevents}
 PGV_CHROOTS=$TASKEVENTS_CACHE/chroots
 
 # pgv_suite MAJOR: where MAJOR runs: "host" or the Debian suite of its chroot.
@@ -179,6 +179,8 @@ APT::Install-Suggests "false";
 Acquire::Retries "5";
 Acquire::Check-Valid-Until "false";
 APT
+    # A proxy the host's apt uses, the chroot's apt uses too.
+    apt-config dump | grep -iE '^Acquire::[a-z]+::Proxy ' | as_root tee -a "$dir/etc/apt/apt.conf.d/90taskevents" >/dev/null || true
     echo "deb $mirror $suite main" | as_root tee "$dir/etc/apt/sources.list" >/dev/null
     as_root tee "$dir/etc/dpkg/dpkg.cfg.d/90taskevents" >/dev/null <<'DPKG'
 path-exclude=/usr/share/doc/*
@@ -484,4 +486,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         run_for_version "$@"
         ;;
     esac
+    # Never read on: an edit of this file while it runs must not change what runs.
+    exit
 fi
