@@ -331,7 +331,7 @@ pgv_in_namespace() {
     # The environment: the caller's, less what points into the host's
     # programs; a locale the chroot lacks becomes C.UTF-8.
     local envs=() kv name java_home="" locales
-    locales=$(chroot "$root" locale -a 2>/dev/null | tr 'A-Z' 'a-z' | tr -d '-')
+    locales=$(chroot "$root" locale -a 2>/dev/null | tr '[:upper:]' '[:lower:]' | tr -d '-')
     while IFS= read -r -d '' kv; do
         name=${kv%%=*}
         case $name in
@@ -339,7 +339,7 @@ pgv_in_namespace() {
             JAVA_HOME | PWD | OLDPWD | SHLVL | _ | BASH_ENV | ENV | *%%*) continue ;;
         LANG | LANGUAGE | LC_*)
             local val=${kv#*=} norm
-            norm=$(tr 'A-Z' 'a-z' <<<"$val" | tr -d '-')
+            norm=$(tr '[:upper:]' '[:lower:]' <<<"$val" | tr -d '-')
             if [ -n "$val" ] && [ "$name" != LANGUAGE ] && ! grep -qxF "$norm" <<<"$locales"; then
                 kv="$name=C.UTF-8"
             fi ;;
