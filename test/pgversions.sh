@@ -326,6 +326,12 @@ pgv_in_namespace() {
         local p
         for p in "${PGV_LENT[@]}"; do pgv_bind "$p" ro; done
         for p in ${TASKEVENTS_CHROOT_BIND:-}; do pgv_bind "$p"; done
+        local b reachable=""
+        for b in "${bound[@]}"; do [[ $(realpath "$dir") == "$b" || $(realpath "$dir") == "$b"/* ]] && reachable=1; done
+        if [ -z "$reachable" ]; then
+            echo "pgversions: the current directory $dir cannot be mounted into the chroot; run from elsewhere" >&2
+            return 2
+        fi
     fi
 
     # The environment: the caller's, less what points into the host's
