@@ -20,7 +20,7 @@ if [ -z "${TASKEVENTS_PG_RUN:-}" ]; then
     ensure_packages
     read -r -a versions <<<"${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}}"
     summaries=$(mktemp /tmp/taskevents-summary.XXXXXX)
-    trap 'rm -f "$summaries"' EXIT
+    trap 'rm -f "$summaries" "$summaries".*' EXIT
     failed=()
     for v in "${versions[@]}"; do
         echo "=== PostgreSQL $v ($(pgv_where "$v" || echo unsupported))"
