@@ -194,9 +194,30 @@ def _():
 
 
 # --- Dockerfile -------------------------------------------------------------
-def dockerfile_stages():
+def supported_versions():
+    """The PostgreSQL major versions the tests run (PGV_SUPPORTED in
+    test/pgversions.sh), oldest first."""
+    with open(os.path.join(ROOT, "test", "pgversions.sh"), encoding="utf-8") as f:
+        m = re.search(r"^PGV_SUPPORTED=\(([0-9 ]+)\)", f.read(), re.M)
+    need(m, "no PGV_SUPPORTED=(...) in test/pgversions.sh")
+    return [int(v) for v in m.group(1).split()]
+
+
+def dockerfile_stages(build_args=None):
     """[(from_image, alias, [(instruction, args)])], continuations joined,
-    comment lines dropped, FROM's ARG defaults substituted."""
+    comment lines dropped, global ARGs (their defaults, or build_args as
+    `docker build --build-arg` gives them) substituted into later ARG
+    defaults and into FROM."""
+    return dockerfile_parse(build_args)[1]
+
+
+def dockerfile_args(build_args=None):
+    """The global ARGs (before the first FROM) as the build sees them."""
+    return dockerfile_parse(build_args)[0]
+
+
+def dockerfile_parse(build_args=None):
+    build_args = build_args or {}
     logical, cur = [], ""
     for line in read("Dockerfile").splitlines():
         if line.lstrip().startswith("#"):
@@ -209,35 +230,55 @@ def dockerfile_stages():
             logical.append(cur.strip())
         cur = ""
     args, stages = {}, []
+
+    def subst(text):
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2), ""), text)
+
     for ln in logical:
         instr, _, rest = ln.partition(" ")
         instr = instr.upper()
         if instr == "ARG" and not stages:
             k, _, v = rest.partition("=")
-            args[k.strip()] = v.strip()
+            k = k.strip()
+            args[k] = build_args[k] if k in build_args else subst(v.strip().strip('"'))
         elif instr == "FROM":
-            words = re.sub(r"\$\{(\w+)\}|\$(\w+)",
-                           lambda m: args.get(m.group(1) or m.group(2), ""), rest).split()
+            words = subst(rest).split()
             alias = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append((words[0], alias, []))
         elif stages:
             stages[-1][2].append((instr, rest))
-    return stages
+    return args, stages
 
 
-@check("Dockerfile: a build stage and a final stage, both from postgres:15-bookworm")
+def official_image_major(image):
+    """The major version of an official postgres image reference, else None."""
+    m = re.fullmatch(r"(?:docker\.io/)?(?:library/)?postgres:(\d+)(?:\.\d+)*(?:-[a-z0-9.]+)?", image)
+    return int(m.group(1)) if m else None
+
+
+@check("Dockerfile: ARG PG_MAJOR defaults to the newest PostgreSQL the tests run (test/pgversions.sh)")
 def _():
-    st = dockerfile_stages()
-    need(len(st) >= 2, f"{len(st)} stage(s)")
-    need(st[0][0] == "postgres:15-bookworm", f"build stage FROM {st[0][0]}")
-    need(st[-1][0] == "postgres:15-bookworm", f"final stage FROM {st[-1][0]}")
+    newest = supported_versions()[-1]
+    got = dockerfile_args().get("PG_MAJOR")
+    need(got == str(newest), f"PG_MAJOR defaults to {got!r}, the newest tested is {newest}")
 
 
-@check("Dockerfile: build stage installs the dev packages and runs make install")
+@check("Dockerfile: with every tested PG_MAJOR, both the build and the final stage are FROM that official postgres image")
+def _():
+    for v in supported_versions():
+        st = dockerfile_stages({"PG_MAJOR": str(v)})
+        need(len(st) >= 2, f"{len(st)} stage(s)")
+        for what, image in (("build", st[0][0]), ("final", st[-1][0])):
+            need(official_image_major(image) == v, f"--build-arg PG_MAJOR={v}: {what} stage FROM {image}")
+
+
+@check("Dockerfile: build stage installs the dev packages of the image's version and runs make install")
 def _():
     body = " ".join(a for i, a in dockerfile_stages()[0][2] if i == "RUN")
-    for pkg in ("build-essential", "postgresql-server-dev-", "libcurl4-openssl-dev"):
+    for pkg in ("build-essential", "libcurl4-openssl-dev"):
         need(pkg in body, f"{pkg} not installed")
+    need(re.search(r"postgresql-server-dev-\$\{?PG_MAJOR\}?", body),
+         "postgresql-server-dev-${PG_MAJOR} (the image's own version) not installed")
     need(re.search(r"make\b[^;&|]*\binstall\b", body), "no `make ... install`")
 
 
@@ -478,6 +519,40 @@ def _():
     need("pg_isready" in " ".join(argv(test)), "healthcheck does not use pg_isready")
 
 
+def compose_default(value):
+    """A compose value with its ${VAR:-default} and ${VAR-default} given
+    their defaults (what compose uses when VAR is not set)."""
+    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", str(value))
+
+
+@check("compose: postgres builds the Dockerfile's default PG_MAJOR unless PG_MAJOR is set, and is tagged with it")
+def _():
+    p = svc("postgres")
+    arg = str(((p.get("build") or {}).get("args") or {}).get("PG_MAJOR", ""))
+    m = re.fullmatch(r"\$\{PG_MAJOR:-(\d+)\}", arg)
+    need(m, f"build.args.PG_MAJOR = {arg!r}, not ${{PG_MAJOR:-<version>}}")
+    need(m.group(1) == dockerfile_args().get("PG_MAJOR"),
+         f"defaults to {m.group(1)}, the Dockerfile to {dockerfile_args().get('PG_MAJOR')}")
+    image = str(p.get("image", ""))
+    need(image.endswith(":" + arg), f"image {image!r} is not tagged {arg}")
+    w = str(svc("writer").get("image", ""))
+    need(official_image_major(compose_default(w)) == int(m.group(1)) and "${PG_MAJOR:-" in w,
+         f"writer image {w!r} does not follow PG_MAJOR")
+
+
+@check("compose: PGDATA is set and lies on the pgdata volume for every version (the 18 image's default does not)")
+def _():
+    p = svc("postgres")
+    pgdata = env(p).get("PGDATA")
+    need(pgdata, "PGDATA not set: the image's default differs between versions (18: /var/lib/postgresql/18/docker)")
+    mounts = [v.split(":") for v in p.get("volumes", []) if isinstance(v, str)]
+    named = [m[1] for m in mounts if m[0] in (one("compose.yaml").get("volumes") or {})]
+    for v in supported_versions():
+        d = re.sub(r"\$\{PG_MAJOR:?-[^}]*\}", str(v), pgdata)
+        need(any(d.startswith(m.rstrip("/") + "/") for m in named),
+             f"PG_MAJOR={v}: PGDATA {d} is not on a named volume ({named})")
+
+
 @check("compose: writer waits for a healthy postgres and its script exists")
 def _():
     w = svc("writer")
@@ -662,7 +737,7 @@ def _():
          f"mounted at {m['mountPath']}, the image includes {dest}")
 
 
-@check("k8s: postgres has a pg_isready readiness probe and a PVC template mounted at PGDATA's parent")
+@check("k8s: postgres has a pg_isready readiness probe and a PVC template holding the PGDATA it sets")
 def _():
     s = sts()
     c = pg_container(s)
@@ -672,8 +747,18 @@ def _():
     need(tpl, "no volumeClaimTemplates")
     mounted = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
     need(tpl[0] in mounted, f"PVC {tpl[0]} not mounted")
-    pgdata = {e["name"]: e.get("value") for e in c.get("env", [])}.get("PGDATA", "/var/lib/postgresql/data")
+    pgdata = {e["name"]: e.get("value") for e in c.get("env", [])}.get("PGDATA")
+    need(pgdata, "PGDATA not set: the image's default differs between versions (18: /var/lib/postgresql/18/docker)")
     need(pgdata.startswith(mounted[tpl[0]]), f"PGDATA {pgdata} is not on the PVC ({mounted[tpl[0]]})")
+
+
+@check("k8s: the StatefulSet's image and helm-values.yaml's tag are the Dockerfile's default PG_MAJOR")
+def _():
+    major = dockerfile_args().get("PG_MAJOR")
+    image = pg_container(sts()).get("image", "")
+    need(image.rsplit(":", 1)[-1] == major, f"StatefulSet image {image}, Dockerfile PG_MAJOR {major}")
+    tag = str(one("k8s/helm-values.yaml")["postgres"]["image"]["tag"])
+    need(tag == major, f"helm-values.yaml postgres.image.tag {tag}, Dockerfile PG_MAJOR {major}")
 
 
 @check("k8s: Services select the pod, serviceName is a headless Service, one namespace")

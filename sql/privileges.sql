@@ -18,6 +18,7 @@ SELECT * FROM taskevents.status;
 SELECT taskevents.resend();
 SELECT taskevents.attach('tasks');
 SELECT taskevents.preview(1);
+-- PostgreSQL 16+ words these errors differently, with a DETAIL: expected/privileges_1.out
 SHOW taskevents.host;
 SHOW taskevents.port;
 SHOW taskevents.api_token_file;

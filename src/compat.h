@@ -2,8 +2,9 @@
  * compat.h
  *		The one place for differences between PostgreSQL major versions.
  *
- * taskevents is built and tested on PostgreSQL 15, 17 and 18; each macro
- * here names what changed in a later release.
+ * taskevents is built and tested on PostgreSQL 15, 17 and 18
+ * (test/pgversions.sh); each macro here names what changed in a later
+ * release, so that the rest of the code reads the same on every version.
  *-------------------------------------------------------------------------
  */
 #ifndef TASKEVENTS_COMPAT_H

@@ -19,7 +19,7 @@ trap cleanup EXIT
 echo "== starting the sidecar (test/sidecar/fakedapr, answers as daprd does)"
 start_sidecar "$DEMO" --record "$DEMO/received.jsonl"
 
-echo "== starting PostgreSQL 15 with shared_preload_libraries = 'taskevents'"
+echo "== starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'taskevents'"
 start_server "$DEMO" "$PGPORT" <<CONF
 taskevents.port = $DAPR_PORT
 CONF

@@ -1,32 +1,132 @@
 #!/usr/bin/env bash
 # Every test: the fake sidecar's self-test, the deployment files' checks,
 # pg_regress (SQL-visible behaviour) and the TAP tests (worker, faults,
-# restarts, crashes), the servers run by an unprivileged user.  Installs
+# restarts, crashes), the servers run by an unprivileged user, on every
+# supported PostgreSQL: 15 on the host, 17 and 18 in cached Debian chroots
+# (test/pgversions.sh).  Ends with one summary line per version.  Installs
 # what is missing on a fresh Debian 12 machine.
+#
+#   bash test/run-tests.sh                                  every version
+#   TASKEVENTS_PG_VERSIONS="15 18" bash test/run-tests.sh   only these
 source "$(dirname "$0")/setup.sh"
 
+# --- once per version ---------------------------------------------------------
+if [ -z "${TASKEVENTS_PG_RUN:-}" ]; then
+    source "$TOP/test/pgversions.sh"
+    pgv_check_readme || exit 1
+    # The host's own packages and HOST_PACKAGES first: the chroots reuse
+    # its postgres user's ids and borrow its toolchains.
+    read -r -a PACKAGES <<<"$(packages_for "$(pgv_host_major)")"
+    ensure_packages
+    read -r -a versions <<<"${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}}"
+    summaries=$(mktemp /tmp/taskevents-summary.XXXXXX)
+    trap 'rm -f "$summaries" "$summaries".*' EXIT
+    failed=()
+    for v in "${versions[@]}"; do
+        echo "=== PostgreSQL $v ($(pgv_where "$v" || echo unsupported))"
+        started=$SECONDS
+        : >"$summaries.$v"
+        TASKEVENTS_SUMMARY="$summaries.$v" run_for_version "$v" bash "$TOP/test/run-tests.sh" || failed+=("$v")
+        line=$(cat "$summaries.$v")
+        rm -f "$summaries.$v"
+        echo "${line:-PostgreSQL $v: did not run to the end (see above)}, $((SECONDS - started)) s" >>"$summaries"
+    done
+    echo "=== summary"
+    cat "$summaries"
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "FAILED on PostgreSQL ${failed[*]}"
+        exit 1
+    fi
+    echo "all test suites passed on PostgreSQL ${versions[*]}"
+    exit 0
+fi
+
+# --- on PostgreSQL $PG_MAJOR (here, or inside its chroot) ---------------------
 ensure_packages
 build_and_install
 cd "$WORK"
+mkdir -p logs
 failed=()
+suites=()
+
+# run_suite NAME COMMAND...: one suite, its output also kept in
+# logs/NAME.log, from which the summary line takes the suite's own count.
+run_suite() {
+    local name=$1
+    shift
+    suites+=("$name")
+    "$@" 2>&1 | tee "logs/$name.log" || { failed+=("$name"); return 1; }
+}
 
 echo "== test/sidecar: the Dapr-compatible test sidecar"
-as_user make -s -C test/sidecar check || failed+=(sidecar)
+run_suite sidecar as_user make -s -C test/sidecar check || true
 
 echo "== docker/validate.sh: deployment files"
-as_user bash docker/validate.sh || failed+=(docker)
+run_suite docker as_user bash docker/validate.sh || true
 
-echo "== pg_regress and TAP"
-if ! as_user make -s installcheck; then
-    failed+=(installcheck)
+# pg_regress and TAP one after the other, so that a pg_regress failure
+# still lets the TAP tests run (make installcheck would stop there).
+echo "== pg_regress"
+if ! run_suite pg_regress as_user make -s installcheck TAP_TESTS=; then
     for f in regression.diffs; do [ -f "$f" ] && cat "$f"; done
+fi
+
+echo "== TAP"
+if ! run_suite TAP as_user make -s installcheck REGRESS=; then
+    # The log of every script with a failed test or listed by prove as
+    # failed (one that died before its first test has no "not ok").
     for f in tmp_check/log/regress_log_*; do
-        grep -q "not ok" "$f" 2>/dev/null && { echo "== $f (last 80 lines)"; tail -n 80 "$f"; }
+        t=${f#tmp_check/log/regress_log_}
+        if grep -q "not ok" "$f" 2>/dev/null || grep -q "^test/t/$t\.pl .*(Wstat" logs/TAP.log; then
+            echo "== $f (last 80 lines)"
+            tail -n 80 "$f"
+        fi
     done
 fi
 
+# One line for this version: each suite's own count, read from its output
+# ("N passed, M failed"; pg_regress's "All N tests passed." or "M of N
+# tests failed."; prove's "Files=F, Tests=N" less its "Failed: M", and
+# how many of its scripts failed).
+counts() {
+    python3 - "$@" <<'PY'
+import re, sys
+out = []
+for name in sys.argv[1:]:
+    text = open(f"logs/{name}.log", errors="replace").read()
+    plain = re.findall(r"^(\d+) passed, (\d+) failed", text, re.M)
+    regress = re.search(r"All (\d+) tests passed", text)
+    regress_failed = re.search(r"(\d+) of (\d+) tests failed", text)
+    prove = re.search(r"^Files=\d+, Tests=(\d+)", text, re.M)
+    if plain:
+        ok, bad = map(int, plain[-1])
+        out.append(f"{name} {ok}/{ok + bad}")
+    elif regress:
+        out.append(f"{name} {regress.group(1)}/{regress.group(1)}")
+    elif regress_failed:
+        bad, total = map(int, regress_failed.groups())
+        out.append(f"{name} {total - bad}/{total}")
+    elif prove:
+        total = int(prove.group(1))
+        bad = sum(int(x) for x in re.findall(r"Failed: (\d+)\)", text))
+        files = re.search(r"^Files=(\d+)", text, re.M).group(1)
+        died = len(re.findall(r"^\S+\.pl\s+\(Wstat: ", text, re.M))
+        out.append(f"{name} {total - bad}/{total}" + (f" ({died} of {files} scripts failed)" if died else ""))
+    else:
+        out.append(f"{name} no count")
+print(", ".join(out))
+PY
+}
+version=$(pg_config --version | awk '{print $2}')
+result="ok"
+[ ${#failed[@]} -gt 0 ] && result="FAILED: ${failed[*]}"
+line="PostgreSQL $version ($(. /etc/os-release && echo "Debian $VERSION_CODENAME")): $(counts "${suites[@]}"): $result"
+[ -n "${TASKEVENTS_SUMMARY:-}" ] && echo "$line" >"$TASKEVENTS_SUMMARY"
+
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "FAILED: ${failed[*]}"
+    echo "FAILED: ${failed[*]} (the build and its logs stay in $WORK)"
     exit 1
 fi
-echo "all test suites passed"
+cd /
+as_root rm -rf "$WORK"
+echo "all test suites passed on PostgreSQL $version"

@@ -4,18 +4,48 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev
-          libipc-run-perl make gcc libc6-dev curl python3 python3-yaml)
+
+# The PostgreSQL major version to build and test against: 15, the host's own
+# (Debian 12), unless test/pgversions.sh runs us for another version inside
+# that version's Debian chroot.
+PG_MAJOR=${PG_MAJOR:-15}
+
+# packages_for MAJOR: the Debian packages the tests need with PostgreSQL
+# MAJOR.  The same list is installed on the host for 15 and into the chroots
+# of 17 and 18 (test/pgversions.sh keys its cached chroots on it, so a change
+# here rebuilds them); what only the host needs goes in HOST_PACKAGES.
+packages_for() {
+    echo "postgresql-$1 postgresql-server-dev-$1 libcurl4-openssl-dev" \
+         "libipc-run-perl make gcc libc6-dev curl python3 python3-yaml"
+}
+read -r -a PACKAGES <<<"$(packages_for "$PG_MAJOR")"
+
+# Packages of toolchains (a JDK, Maven, Go) that a suite needs on the host
+# only: test/pgversions.sh lends the host's to the chroots of 17 and 18, so
+# inside a chroot ensure_packages leaves them, and anything of theirs, out.
+HOST_PACKAGES=()
 
 # Run a command as root (we may already be root).
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Install the Debian packages that are missing.
+# Install the Debian packages that are missing: PACKAGES and HOST_PACKAGES
+# on the host; inside a version's chroot, PACKAGES less the toolchains the
+# host lends (HOST_PACKAGES, and any openjdk-*, maven or golang-* a suite
+# adds to PACKAGES).
 ensure_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
+    local missing=() p
+    local want=("${PACKAGES[@]}")
+    if [ -n "${TASKEVENTS_CHROOT:-}" ]; then
+        want=()
+        for p in "${PACKAGES[@]}"; do
+            [[ " ${HOST_PACKAGES[*]} " == *" $p "* || $p == openjdk-* || $p == maven || $p == golang-* ]] || want+=("$p")
+        done
+    else
+        want+=("${HOST_PACKAGES[@]}")
+    fi
+    for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -63,7 +93,7 @@ start_sidecar() {
 # overwrite each other's extension, and the system's PostgreSQL is untouched.
 # Sets PG_CONFIG and puts that copy's programs first on PATH.
 build_and_install() {
-    local sys=/usr/lib/postgresql/15/bin/pg_config
+    local sys=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
     WORK=$(mktemp -d /tmp/taskevents.XXXXXX)
     tar -C "$TOP" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
     echo "== building in $WORK"
