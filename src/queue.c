@@ -672,6 +672,7 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
 	int			nrows;
 	int			n;
 	int64		looked;
+	MemoryContext old;
 
 	qu_cursor_columns(&qu_cursor, &lo, &hi);
 	args[0] = qu_array(&lo);
@@ -696,7 +697,9 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
 		looked = (got < nrows || nrows == want) ? seqs[n - 1] : last;
 	}
 	r->more = r->more || looked != last;
+	old = MemoryContextSwitchTo(qu_round_cxt);	/* not SPI's: the cursor outlives it */
 	qu_advance(&qu_cursor, seqs, n, looked, final, &r->cursor);
+	MemoryContextSwitchTo(old);
 }
 
 /* Read the dead letters an operator re-queued. */
