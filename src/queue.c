@@ -925,6 +925,25 @@ qu_record_retry(QuRound *r)
 	qu_exec_columns(PLAN_RETRY_HEADS, (QuColumn *[]) {&tasks}, 1, SPI_OK_UPDATE);
 }
 
+/*
+ * Check a cursor before it is written: holes in order, apart, below hi.  A
+ * cursor that is not so would lose or repeat changes; better an ERROR (the
+ * round is not recorded, and is sent again).
+ */
+static void
+qu_cursor_check(const QuCursor *c)
+{
+	for (int i = 0; i < c->nholes; i++)
+	{
+		const QuRange *h = &c->holes[i];
+
+		if (h->lo < 1 || h->lo > h->hi || h->hi > c->hi ||
+			(i > 0 && h->lo <= c->holes[i - 1].hi))
+			elog(ERROR, "taskevents: the queue cursor is inconsistent (hole %d: " INT64_FORMAT ".." INT64_FORMAT ", hi " INT64_FORMAT ")",
+				 i, h->lo, h->hi, c->hi);
+	}
+}
+
 /* Write the cursor, when it moved; now and then drop old ticks. */
 static void
 qu_record_cursor(const QuRound *r)
@@ -934,6 +953,7 @@ qu_record_cursor(const QuRound *r)
 				hi;
 	Datum		args[3];
 
+	qu_cursor_check(c);
 	if (c->hi != qu_cursor.hi || c->nholes != qu_cursor.nholes ||
 		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) != 0)
 	{
