@@ -146,7 +146,10 @@ static const struct
 		"SELECT event_id, type, topic, task_id, body, attempts"
 		"  FROM taskevents.dead_letter"
 		" WHERE requeued_at IS NOT NULL AND body IS NOT NULL"
-		" ORDER BY requeued_at LIMIT $1",
+		" ORDER BY requeued_at, seq, CASE WHEN type IN ('task.completed', 'task.uncompleted') THEN 1"
+		"   WHEN type OPERATOR(pg_catalog.=) 'sync.task' THEN 2"
+		"   WHEN type OPERATOR(pg_catalog.~~) 'reminder.%' THEN 3 ELSE 0 END"
+		" LIMIT $1",
 		1, {INT4OID}
 	},
 	[PLAN_NEXT_DUE] = {

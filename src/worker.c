@@ -121,8 +121,8 @@ typedef struct WkRound
 	int			nready;
 	int			next_queue;		/* round robin over the queues */
 	List	   *failed;			/* events that failed and may be retried */
-	int			sent;
 	int			answered;		/* got an HTTP answer */
+	int			unanswered;		/* refused, reset, timed out */
 	uint64		published;
 	uint64		retried;
 	uint64		ndead;
@@ -563,12 +563,19 @@ wk_build_failed(WkRound *r, QuChange *ch, const char *why)
 			wk_dead_unsent(r, wk_event(ch, &evs[k]), why);
 }
 
-/* A re-queued dead letter, sent as it was stored. */
+/*
+ * A re-queued dead letter, sent as it was stored: per task one at a time,
+ * in the order the claim read them (capture order), chained like a task's
+ * events.
+ */
 static void
-wk_build_resend(WkRound *r, QuResend *d)
+wk_build_resend(WkRound *r, QuResend *d, HTAB *tails)
 {
 	WkEvent    *e = palloc0(sizeof(WkEvent));
 	const char *why;
+	uint64		key;
+	bool		found;
+	WkTail	   *ent;
 
 	e->resend = d;
 	e->id = d->id;
@@ -584,7 +591,13 @@ wk_build_resend(WkRound *r, QuResend *d)
 		d->error = why;
 		return;
 	}
-	wk_push(r, e);
+	key = hash_bytes_extended((const unsigned char *) d->task_id, strlen(d->task_id), 1);
+	ent = hash_search(tails, &key, HASH_ENTER, &found);
+	if (found)
+		ent->tail->next = e;
+	else
+		wk_push(r, e);
+	ent->tail = e;
 }
 
 /*
@@ -633,7 +646,7 @@ wk_build(WkRound *r)
 		PG_END_TRY();
 	}
 	for (int i = 0; i < r->q.nresends; i++)
-		wk_build_resend(r, &r->q.resends[i]);
+		wk_build_resend(r, &r->q.resends[i], tails);
 }
 
 /* The backoff before attempt n+1: doubling from backoff_min, capped, with jitter. */
@@ -686,10 +699,14 @@ wk_finished(WkRound *r, WkEvent *e)
 {
 	if (e->req.status > 0)
 		r->answered++;
+	else if (e->req.outcome != TE_OUTCOME_OK)
+		r->unanswered++;
 	if (e->resend != NULL)
 	{
 		QuResend   *d = e->resend;
 
+		if (e->next != NULL)	/* the task's next re-sent dead letter */
+			wk_push(r, e->next);
 		d->published = e->req.outcome == TE_OUTCOME_OK;
 		d->status = e->req.status;
 		d->error = wk_error_text(e->req.error);
@@ -730,7 +747,6 @@ wk_skip(WkEvent *e)
 static void
 wk_start_one(WkRound *r, WkEvent *e)
 {
-	r->sent++;
 	if (!te_dapr_enabled)
 		wk_skip(e);
 	else
@@ -759,8 +775,7 @@ wk_bulk_finished(WkRound *r, WkBulk *b)
 
 			initStringInfo(&id);
 			te_append_uuid(&id, &e->id);
-			e->req.outcome = te_dapr_entry_failed(&b->req, id.data, e->req.error)
-				? TE_OUTCOME_RETRY : TE_OUTCOME_OK;
+			e->req.outcome = te_dapr_entry_outcome(&b->req, id.data, e->req.error);
 			if (e->req.outcome == TE_OUTCOME_OK)
 				e->req.error[0] = '\0';
 		}
@@ -793,7 +808,6 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 			break;
 		q->head++;
 		r->nready--;
-		r->sent++;
 		if (b->n > 0)
 			appendStringInfoChar(&body, ',');
 		appendStringInfoString(&body, "{\"entryId\":\"");
@@ -817,17 +831,25 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 		wk_bulk_finished(r, b);
 }
 
-/* Run every request of a round to completion, checking for interrupts. */
+/*
+ * Requests of the round got no answer and none has been answered: the
+ * sidecar may be away or frozen.  Start nothing more: a frozen daprd keeps
+ * what is sent into it and publishes it when thawed, as copies of what the
+ * worker sends again; the round ends with the requests in flight.
+ */
+#define WK_STALLED(r) ((r)->answered == 0 && (r)->unanswered > 0)
+
+/* Run the requests of a round to completion, checking for interrupts. */
 static void
 wk_pump(WkRound *r)
 {
 	TeRequest  *done[64];
 
-	while (r->nready > 0 || te_dapr_in_flight() > 0)
+	while ((r->nready > 0 && !WK_STALLED(r)) || te_dapr_in_flight() > 0)
 	{
 		int			n;
 
-		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency)
+		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency && !WK_STALLED(r))
 		{
 			int			qi = r->next_queue;
 			WkQueue    *q;
