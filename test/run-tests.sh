@@ -25,6 +25,9 @@ if ! as_user make -s installcheck; then
     done
 fi
 
+echo "== test/real: the real daprd and Apache Kafka"
+bash test/real/run.sh "$WORK" || failed+=(real)
+
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED: ${failed[*]}"
     exit 1
