@@ -245,9 +245,25 @@ dp_json_string(const char *body, const char *key, char *out, size_t outlen)
 }
 
 /*
+ * Does daprd's error text say that Kafka refused the record for its size?
+ * The component's producer refuses a record over its maxMessageBytes
+ * ("Attempt to produce message larger than configured
+ * Producer.MaxMessageBytes"), the broker one over its message.max.bytes
+ * ("Message was too large"); both come as ERR_PUBSUB_PUBLISH_MESSAGE, like a
+ * broker outage, but sending the same event again cannot succeed.
+ */
+static bool
+dp_record_too_large(const char *text)
+{
+	return strstr(text, "larger than configured Producer.MaxMessageBytes") != NULL ||
+		strstr(text, "Message was too large") != NULL;
+}
+
+/*
  * Decide on daprd's answer (SPEC §4): retry what can heal (the broker, a
  * component still loading), dead-letter what cannot (bad request, token,
- * ACL, serialization).  Writes a one-line reason into error.
+ * ACL, serialization, a record too large for Kafka).  Writes a one-line
+ * reason into error.
  */
 TeOutcome
 te_dapr_classify(long status, const char *body, char *error)
@@ -269,6 +285,8 @@ te_dapr_classify(long status, const char *body, char *error)
 		outcome = TE_OUTCOME_PERMANENT;
 	/* daprd's body limit reads as a publish error ending "stream too large" */
 	else if (strstr(message, "stream too large") != NULL)
+		outcome = TE_OUTCOME_PERMANENT;
+	else if (dp_record_too_large(message))
 		outcome = TE_OUTCOME_PERMANENT;
 	else if (status >= 500 || status == 408 || status == 429)
 		outcome = TE_OUTCOME_RETRY;
@@ -359,21 +377,22 @@ te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
 }
 
 /*
- * Did a partially failed bulk request fail this entry?  If so, error gets
- * daprd's reason for it.
+ * This entry's outcome in a partially failed bulk request: OK when daprd
+ * does not list it as failed; else error gets daprd's reason, and the entry
+ * is retried unless Kafka refused it for its size.
  */
-bool
-te_dapr_entry_failed(const TeRequest *req, const char *entry_id, char *error)
+TeOutcome
+te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error)
 {
 	const char *list = req->resp ? strstr(req->resp, "\"failedEntries\"") : NULL;
 	const char *at = list ? strstr(list, entry_id) : NULL;
 	char		reason[TE_DAPR_ERROR_LEN - 64];
 
 	if (at == NULL)
-		return false;
+		return TE_OUTCOME_OK;
 	dp_json_string(at, "error", reason, sizeof(reason));
 	snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld bulk entry failed: %s", req->status, reason);
-	return true;
+	return dp_record_too_large(reason) ? TE_OUTCOME_PERMANENT : TE_OUTCOME_RETRY;
 }
 
 /* Requests started and not yet returned. */

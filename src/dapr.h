@@ -33,7 +33,7 @@ typedef struct TeRequest
 	bool		transport;		/* refused, reset or timed out: the sidecar is away */
 	long		status;			/* HTTP status, 0 without an HTTP answer */
 	char		error[TE_DAPR_ERROR_LEN];	/* why it failed, "" when OK */
-	bool		partial;		/* bulk: some entries failed, see te_dapr_entry_failed() */
+	bool		partial;		/* bulk: some entries failed, see te_dapr_entry_outcome() */
 
 	/* private */
 	void	   *handle;
@@ -49,7 +49,7 @@ extern int	te_dapr_in_flight(void);
 extern void te_dapr_abort_all(void);
 extern const char *te_dapr_endpoint(void);
 extern TeOutcome te_dapr_classify(long status, const char *body, char *error);
-extern bool te_dapr_entry_failed(const TeRequest *req, const char *entry_id, char *error);
+extern TeOutcome te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error);
 extern void te_dapr_release(TeRequest *req);
 
 #endif							/* TASKEVENTS_DAPR_H */

@@ -703,8 +703,7 @@ wk_bulk_finished(WkRound *r, WkBulk *b)
 
 			initStringInfo(&id);
 			te_append_uuid(&id, &e->id);
-			e->req.outcome = te_dapr_entry_failed(&b->req, id.data, e->req.error)
-				? TE_OUTCOME_RETRY : TE_OUTCOME_OK;
+			e->req.outcome = te_dapr_entry_outcome(&b->req, id.data, e->req.error);
 			if (e->req.outcome == TE_OUTCOME_OK)
 				e->req.error[0] = '\0';
 		}
