@@ -49,9 +49,12 @@ real_build_daprd() {
     dir=$(go mod download -json "github.com/dapr/dapr@v$DAPR_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
     [ -d "$dir" ] || { echo "could not download github.com/dapr/dapr@v$DAPR_VERSION" >&2; return 1; }
     mkdir -p "$(dirname "$out")"
-    (cd "$dir" && go build -tags=stablecomponents \
+    if ! (cd "$dir" && go build -tags=stablecomponents \
         -ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION -X github.com/dapr/kit/logger.DaprVersion=$DAPR_VERSION" \
-        -o "$out.tmp" ./cmd/daprd) || return 1
+        -o "$out.tmp" ./cmd/daprd) > "$out.log" 2>&1; then
+        tail -n 40 "$out.log" >&2
+        return 1
+    fi
     mv "$out.tmp" "$out"
     real_say "daprd $DAPR_VERSION built in $((SECONDS - start)) s"
 }
@@ -106,4 +109,93 @@ real_prepare() {
     REAL_KAFKA_CP="$dest/kafka/lib/*:$dest/kafka/classes"
     export REAL_DAPRD REAL_KAFKA_CP
     real_say "daprd: $("$REAL_DAPRD" --version 2>/dev/null | tail -n 1); Kafka $KAFKA_VERSION on $(java -version 2>&1 | head -n 1)"
+}
+
+# --- the pipeline, for the demo and the benchmarks (the tests have their own
+# in test/real/t/RealPipeline.pm, which also stops, freezes and restarts it)
+
+REAL_TOPICS=(task-events task-updates reminders)
+
+# A free TCP port on loopback.
+real_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# real_start_kafka DIR: a single Kafka node (test/real/kafka/server.properties)
+# in DIR on loopback, with the three topics, 3 partitions each.  Sets
+# KAFKA_PID and KAFKA_BOOTSTRAP.
+real_start_kafka() {
+    local dir=$1 port controller
+    port=$(real_free_port)
+    controller=$(real_free_port)
+    mkdir -p "$dir"
+    sed "s|@PORT@|$port|g; s|@CONTROLLER@|$controller|g; s|@DIR@|$dir|g" \
+        "$REAL_DIR/kafka/server.properties" > "$dir/server.properties"
+    java -cp "$REAL_KAFKA_CP" kafka.tools.StorageTool format -t t6oWfGI7RnWWt1uvelZjDw \
+        -c "$dir/server.properties" > "$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
+    java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true -Dtaskevents.loglevel=INFO \
+        -cp "$REAL_KAFKA_CP" kafka.Kafka "$dir/server.properties" > "$dir/kafka.log" 2>&1 &
+    KAFKA_PID=$!
+    KAFKA_BOOTSTRAP=127.0.0.1:$port
+    java -cp "$REAL_KAFKA_CP" KafkaTool topics "$KAFKA_BOOTSTRAP" 3 "${REAL_TOPICS[@]}" > "$dir/topics.log" 2>&1 ||
+        { cat "$dir/topics.log" >&2; return 1; }
+}
+
+# real_start_daprd DIR [daprd options]: daprd as users run it beside
+# PostgreSQL, with docker/components/pubsub-kafka.yaml pointed at the local
+# broker and docker/components/config.yaml (plus name resolution that sends
+# nothing), HTTP API on loopback, no metrics server.  Sets DAPRD_PID and
+# DAPRD_PORT once it answers /v1.0/healthz.
+real_start_daprd() {
+    local dir=$1 top
+    shift
+    top=$(cd "$REAL_DIR/../.." && pwd)
+    mkdir -p "$dir/components"
+    grep -q '^\s*value: "kafka:9092"$' "$top/docker/components/pubsub-kafka.yaml" ||
+        { echo "docker/components/pubsub-kafka.yaml: no brokers value \"kafka:9092\"" >&2; return 1; }
+    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" \
+        "$top/docker/components/pubsub-kafka.yaml" > "$dir/components/pubsub-kafka.yaml"
+    { cat "$top/docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
+    DAPRD_PORT=$(real_free_port)
+    "$REAL_DAPRD" --app-id taskevents-db --resources-path "$dir/components" --config "$dir/config.yaml" \
+        --dapr-http-port "$DAPRD_PORT" --dapr-grpc-port "$(real_free_port)" \
+        --dapr-internal-grpc-port "$(real_free_port)" --dapr-listen-addresses 127.0.0.1 \
+        --dapr-internal-grpc-listen-address 127.0.0.1 --enable-metrics=false \
+        --metrics-listen-address 127.0.0.1 --max-body-size 4Mi --log-level info "$@" > "$dir/daprd.log" 2>&1 &
+    DAPRD_PID=$!
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DAPRD_PORT/v1.0/healthz")" = 204 ] && return 0
+        kill -0 "$DAPRD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$dir/daprd.log" >&2
+    return 1
+}
+
+# real_start_consumer DIR: KafkaTool consume of the three topics into
+# DIR/records.jsonl (one JSON line per record).  Sets CONSUMER_PID.
+real_start_consumer() {
+    local dir=$1
+    mkdir -p "$dir"
+    : > "$dir/records.jsonl"
+    java -Xmx256m -cp "$REAL_KAFKA_CP" KafkaTool consume "$KAFKA_BOOTSTRAP" "$dir/records.jsonl" \
+        "${REAL_TOPICS[@]}" > "$dir/consumer.log" 2>&1 &
+    CONSUMER_PID=$!
+    for _ in $(seq 600); do
+        grep -q '^consuming' "$dir/consumer.log" && return 0
+        kill -0 "$CONSUMER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$dir/consumer.log" >&2
+    return 1
+}
+
+# Stop what real_start_* started (each by its process id), consumer first.
+real_stop_all() {
+    local pid
+    for pid in ${CONSUMER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    CONSUMER_PID= DAPRD_PID= KAFKA_PID=
+    return 0
 }

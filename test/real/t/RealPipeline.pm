@@ -16,6 +16,7 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use HTTP::Tiny;
+use IPC::Run;
 use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
@@ -26,7 +27,7 @@ use lib dirname(abs_path(__FILE__)) . '/../../t';
 use TaskEventsTest;
 
 our @EXPORT = qw(start_kafka start_daprd start_consumer real_node lifecycle_sql
-  sent_events check_records wait_records writer APP_ID @TOPICS);
+  sent_events check_records wait_records writer writer_start daprd_answers APP_ID @TOPICS);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
 our @TOPICS = qw(task-events task-updates reminders);
@@ -144,7 +145,7 @@ package RealPipeline;
 
 # ---------------------------------------------------------------- Kafka
 
-# A single broker in KRaft mode (broker and controller in one process) on
+# A single broker in KRaft mode (test/real/kafka/server.properties) on
 # loopback ports of its own, with the three topics, PARTITIONS partitions each.
 sub start_kafka
 {
@@ -152,26 +153,12 @@ sub start_kafka
 	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{controller} = PostgreSQL::Test::Cluster::get_free_port();
 	my $d = $self->{dir};
+	my $props = slurp_file("$TOP/test/real/kafka/server.properties");
+	$props =~ s/\@PORT\@/$self->{port}/g;
+	$props =~ s/\@CONTROLLER\@/$self->{controller}/g;
+	$props =~ s/\@DIR\@/$d/g;
 	open(my $fh, '>', "$d/server.properties") or die;
-	print $fh <<"EOF";
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1\@127.0.0.1:$self->{controller}
-listeners=PLAINTEXT://127.0.0.1:$self->{port},CONTROLLER://127.0.0.1:$self->{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:$self->{port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$d/data
-num.partitions=@{[PARTITIONS]}
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-EOF
+	print $fh $props;
 	close $fh;
 	system($JAVA, '-cp', $CP, 'kafka.tools.StorageTool', 'format',
 		'-t', 't6oWfGI7RnWWt1uvelZjDw', '-c', "$d/server.properties") == 0
@@ -333,21 +320,25 @@ use JSON::PP;
 
 # Every record read so far, in the order read, each with its value parsed
 # (value_json) and, when the SDK read it, the event's data parsed (ce_data).
+# Lines are parsed once: each call reads only what was added since the last.
 sub records
 {
 	my ($self) = @_;
-	my @r;
-	open(my $fh, '<', $self->{file}) or return [];
+	$self->{records} //= [];
+	$self->{pos} //= 0;
+	open(my $fh, '<', $self->{file}) or return $self->{records};
+	seek($fh, $self->{pos}, 0);
 	while (my $line = <$fh>)
 	{
 		last unless $line =~ /\n\z/;    # a line still being written
+		$self->{pos} += length($line);
 		my $r = decode_json($line);
 		$r->{value_json} = eval { JSON::PP->new->utf8(0)->decode($r->{value}) };
 		$r->{ce_data} = eval { JSON::PP->new->utf8(0)->decode($r->{ce}{data}) } if $r->{ce};
-		push @r, $r;
+		push @{ $self->{records} }, $r;
 	}
 	close $fh;
-	return \@r;
+	return $self->{records};
 }
 
 sub stop { $_[0]{proc}->stop(30) }
@@ -410,6 +401,39 @@ sub writer
 	$node->safe_psql('postgres', "SET statement_timeout = '5s';\n$sql");
 	return time - $t0;
 }
+
+# The same, in the background (psql -f): returns a RealWriter whose finish()
+# waits, fails the test if a statement failed, and returns the time taken.
+sub writer_start
+{
+	my ($node, $sql) = @_;
+	my $file = _dir('writer') . '/writer.sql';
+	open(my $fh, '>', $file) or die;
+	print $fh "SET statement_timeout = '5s';\n$sql";
+	close $fh;
+	my $self = bless { t0 => time, out => '', err => '' }, 'RealWriter';
+	$self->{h} = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-f', $file ],
+		'>', \$self->{out}, '2>', \$self->{err});
+	return $self;
+}
+
+package RealWriter;
+
+use Test::More;
+use Time::HiRes qw(time);
+
+sub finish
+{
+	my ($self, $what) = @_;
+	my $ok = $self->{h}->finish;
+	my $took = time - $self->{t0};
+	ok($ok, "$what: every write committed, each within statement_timeout")
+	  or diag($self->{err});
+	return $took;
+}
+
+package RealPipeline;
 
 # ---------------------------------------------------------------- checks
 
@@ -611,6 +635,29 @@ sub _same
 	}
 	return 0 if ref $b;
 	return "$a" eq "$b";
+}
+
+# What daprd answered to publish requests, from its API log
+# (--enable-api-logging): a list of [status, duration in ms, method and path],
+# from the given line of the log on.
+sub daprd_answers
+{
+	my ($daprd, $from_line) = @_;
+	my @a;
+	my @lines = split /\n/, slurp_file($daprd->log);
+	for my $l (@lines[ ($from_line // 0) .. $#lines ])
+	{
+		push @a, [ $1, $2, $3 ]
+		  if $l =~ /msg="HTTP API Called".* code=(\d+) duration=(\d+) .*method="(POST [^"]+)"/;
+	}
+	return \@a;
+}
+
+# How many lines daprd's log has now (for daprd_answers).
+sub RealDaprd::log_lines
+{
+	my ($self) = @_;
+	return scalar(() = slurp_file($self->log) =~ /\n/g);
 }
 
 1;
