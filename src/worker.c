@@ -197,7 +197,9 @@ static const struct
 	[PLAN_CLAIM_DEAD] = {
 		"SELECT event_id, type, topic, task_id, body, attempts"
 		"  FROM taskevents.dead_letter WHERE requeued_at IS NOT NULL"
-		" ORDER BY requeued_at LIMIT $1",
+		" ORDER BY requeued_at, seq, CASE WHEN type IN ('task.completed', 'task.uncompleted') THEN 1"
+		"   WHEN type = 'sync.task' THEN 2 WHEN type LIKE 'reminder.%' THEN 3 ELSE 0 END"
+		" LIMIT $1",
 		1, {INT4OID}
 	},
 	[PLAN_DELETE] = {
@@ -524,14 +526,28 @@ wk_claim(WkRound *r, long *sleep_ms)
 			*sleep_ms = Max(DatumGetInt64(d), 1);
 	}
 
-	/* Re-queued dead letters: sent as they were stored, each on its own. */
+	/*
+	 * Re-queued dead letters: sent as they were stored, oldest change first
+	 * and, per task, one at a time in that order (each chained behind the
+	 * task's previous one), so a consumer sees a task's re-sent events in
+	 * commit order.
+	 */
 	n = wk_exec(PLAN_CLAIM_DEAD, &arg, SPI_OK_SELECT);
 	spicxt = MemoryContextSwitchTo(wk_cxt);
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(uint64);
+	hctl.entrysize = sizeof(WkTail);
+	hctl.hcxt = wk_cxt;
+	tails = hash_create("taskevents re-sent chains", Max(n, 16), &hctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		WkEvent    *e = palloc0(sizeof(WkEvent));
+		uint64		key;
+		bool		found;
+		WkTail	   *ent;
 
 		e->id = *DatumGetUUIDP(heap_getattr(tup, 1, desc, &isnull));
 		e->type = TextDatumGetCString(heap_getattr(tup, 2, desc, &isnull));
@@ -541,7 +557,13 @@ wk_claim(WkRound *r, long *sleep_ms)
 		e->attempts = DatumGetInt32(heap_getattr(tup, 6, desc, &isnull));
 		wk_prepare(e, strlen(e->body));
 		r->resent = lappend(r->resent, e);
-		wk_push(r, e);
+		key = hash_bytes_extended((const unsigned char *) e->task_id, strlen(e->task_id), 0);
+		ent = hash_search(tails, &key, HASH_ENTER, &found);
+		if (found)
+			ent->tail->next = e;
+		else
+			wk_push(r, e);
+		ent->tail = e;
 	}
 	MemoryContextSwitchTo(spicxt);
 	wk_commit();
@@ -631,6 +653,9 @@ wk_finished(WkRound *r, WkEvent *e)
 	{
 		if (e->req.outcome == TE_OUTCOME_OK)
 			r->published++;
+		/* the task's next re-queued dead letter goes once this one is back */
+		if (e->next != NULL)
+			wk_push(r, e->next);
 		return;					/* recorded with r->resent */
 	}
 	switch (e->req.outcome)
