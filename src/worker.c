@@ -132,6 +132,7 @@ typedef struct WkRound
 	List	   *resent;			/* re-queued dead letters, whatever their outcome */
 	int			sent;
 	int			answered;		/* got an HTTP answer */
+	int			unanswered;		/* refused, reset or timed out */
 	uint64		published;
 	uint64		retried;
 	uint64		ndead;
@@ -649,6 +650,8 @@ wk_finished(WkRound *r, WkEvent *e)
 {
 	if (!e->req.transport)
 		r->answered++;
+	else
+		r->unanswered++;
 	if (e->row == NULL)
 	{
 		if (e->req.outcome == TE_OUTCOME_OK)
@@ -796,17 +799,26 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 		wk_bulk_finished(r, b);
 }
 
-/* Run every request of a round to completion, checking for interrupts. */
+/*
+ * A request of the round got no answer and none has been answered: the
+ * sidecar may be away or frozen.  Start nothing more; if the requests in
+ * flight get no answer either, the round ends unsent and the worker pauses
+ * (a frozen daprd would keep every request sent into it and publish it
+ * when thawed, as a copy of what the worker sends again).
+ */
+#define WK_STALLED(r) ((r)->answered == 0 && (r)->unanswered > 0)
+
+/* Run the requests of a round to completion, checking for interrupts. */
 static void
 wk_pump(WkRound *r)
 {
 	TeRequest  *done[64];
 
-	while (r->nready > 0 || te_dapr_in_flight() > 0)
+	while ((r->nready > 0 && !WK_STALLED(r)) || te_dapr_in_flight() > 0)
 	{
 		int			n;
 
-		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency)
+		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency && !WK_STALLED(r))
 		{
 			int			qi = r->next_queue;
 			WkQueue    *q;
