@@ -18,11 +18,17 @@
 #          records when it receives each event, minus the event's "time".
 # soak     BENCH_SOAK_SECONDS (600) of 500 lifecycles/s, sampled every 10 s;
 #          then the worker's peak RSS while it drains 1,000,000 events.
+# real     (only when named) the real pipeline of test/real/lib.sh: a real
+#          daprd and Apache Kafka (built or fetched once, cached), a Kafka
+#          consumer reading every record; drain of 40,000 events per request
+#          and with bulk publish (median of BENCH_REAL_ROUNDS, 3), and
+#          commit -> consumer latency at 1,000 changes/s for 20 s.
 source "$(dirname "$0")/setup.sh"
+source "$(dirname "$0")/real/lib.sh"
 
-ALL=(capture drain latency soak)
+ALL=(capture drain latency soak real)
 BENCHES=("$@")
-[ $# -gt 0 ] || BENCHES=("${ALL[@]}")
+[ $# -gt 0 ] || BENCHES=(capture drain latency soak)
 for b in "${BENCHES[@]}"; do
     [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
 done
@@ -31,6 +37,7 @@ ROUNDS=${BENCH_ROUNDS:-9}
 SOAK=${BENCH_SOAK_SECONDS:-600}
 PGPORT=54330
 
+[[ " ${BENCHES[*]} " == *" real "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
 ensure_packages
 build_and_install
 B="$WORK/bench"
@@ -52,7 +59,8 @@ CONF
 cleanup() {
     as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
     [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null
-    rm -rf "$B/data" "$B/latency.jsonl"
+    real_stop_all
+    rm -rf "$B/data" "$B/latency.jsonl" "$B/kafka/data"
     find "$WORK" -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} +
 }
 trap cleanup EXIT
@@ -95,6 +103,11 @@ sidecar() {
     setting port "$DAPR_PORT"
 }
 sidecar_events() { curl -s "http://127.0.0.1:$CTL_PORT/stats" | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
+sidecar_reset() { curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null; }
+# What drain() uses to count the events that arrived: the fake sidecar's
+# counters, or (bench_real) the Kafka consumer's records.
+EVENTS_RESET=sidecar_reset
+EVENTS_COUNT=sidecar_events
 
 # mem PID: "VmRSS RssAnon" of a process, in kB (0 0 when it is gone).
 mem() { cat "/proc/$1/status" 2>/dev/null | awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r + 0, a + 0}'; }
@@ -112,7 +125,7 @@ drain() {
     psql_ -d "$db" -c "INSERT INTO tasks (user_id, title)
                        SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $n) i"
     pid=$(q "$db" 'SELECT pid FROM taskevents.status')
-    curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null
+    $EVENTS_RESET
     read -r D_RSS D_ANON < <(mem "$pid")
     psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on'
     t0=$(q "$db" 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()')
@@ -125,7 +138,7 @@ drain() {
                         FROM (SELECT min(seq) FROM taskevents.outbox) o WHERE min IS NULL')
     done
     D_SECS=$([ -z "$t1" ] || awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
-    D_EVENTS=$(sidecar_events)
+    D_EVENTS=$($EVENTS_COUNT)
     [ "$(q "$db" 'SELECT pid FROM taskevents.status')" = "$pid" ] || note "the worker restarted during a drain of $db"
 }
 rate() { [ -z "$D_SECS" ] && echo 0 || awk -v n="$1" -v s="$D_SECS" 'BEGIN {printf "%.0f", n / s}'; }
@@ -301,6 +314,55 @@ bench_soak() {
     row "soak: worker peak RSS draining 1,000,000 events" "$(mb "$D_RSS") MB (RssAnon $(mb "$D_ANON") MB)" "< 64 MB" soak
     row "soak: drain of 1,000,000 events" "$(rate 1000000) events/s ($D_SECS s); sidecar got $D_EVENTS" "" soak
     note "soak drain: 500,000 INSERTs queued with delivery off, then delivered; worker memory sampled every 0.2 s. VmRSS counts the shared buffers the worker touched (RssShmem); RssAnon is its private memory. The kernel's VmHWM (peak VmRSS over the worker's life) was $(mb "${hwm:-0}") MB."
+}
+
+# The consumer's records so far; consumer_events: those since consumer_mark,
+# once all $EXPECT_EVENTS are in (or after a minute).
+consumer_records() { wc -l < "$B/consumer/records.jsonl"; }
+consumer_mark() { MARK=$(consumer_records); }
+consumer_events() {
+    local end=$((SECONDS + 60))
+    while [ $(($(consumer_records) - MARK)) -lt "$EXPECT_EVENTS" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
+    echo $(($(consumer_records) - MARK))
+}
+
+bench_real() {
+    local rounds=${BENCH_REAL_ROUNDS:-3} rates got n p50 p99 max mode
+    say "real: a real daprd and Apache Kafka; drain per request and in bulk ($rounds x 40,000 events), latency at 1,000 changes/s"
+    real_prepare "$WORK/real"
+    real_start_kafka "$B/kafka"
+    real_start_consumer "$B/consumer"
+    real_start_daprd "$B/daprd"
+    setting port "$DAPRD_PORT"
+    EVENTS_RESET=consumer_mark EVENTS_COUNT=consumer_events EXPECT_EVENTS=40000
+    new_db real taskevents
+    for mode in "per request" bulk; do
+        [ "$mode" = bulk ] && setting bulk on
+        rates="" got=""
+        for _ in $(seq "$rounds"); do
+            drain real 20000 0.05
+            rates+="$(rate 40000) "
+            got+="$D_EVENTS "
+        done
+        row "real daprd + Kafka: drain 40,000 events, $mode" \
+            "$(echo $rates | median) events/s (runs: ${rates% }); consumer got ${got% }" "" real
+    done
+    local achieved=""
+    for mode in "per request" bulk; do
+        setting bulk "$([ "$mode" = bulk ] && echo on || echo off)"
+        consumer_mark
+        pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" real > "$B/real_latency.out" 2>&1
+        wait_for real 'SELECT count(*) FROM taskevents.outbox' 0
+        EXPECT_EVENTS=$(( 2 * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/real_latency.out") ))
+        consumer_events > /dev/null
+        read -r n p50 p99 max < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK")
+        row "real daprd + Kafka: latency commit -> consumer, 1,000 changes/s, $mode: p50 / p99 / max" \
+            "$p50 / $p99 / $max ms ($n events)" "" real
+        achieved+="$mode $(printf '%.0f' "$(tps_of "$B/real_latency.out")"), "
+    done
+    setting bulk DEFAULT
+    note "real: daprd $("$REAL_DAPRD" --version) (test/real/lib.sh, stablecomponents) with docker/components/pubsub-kafka.yaml (producerRequiredAcks all) and Apache Kafka $KAFKA_VERSION, one KRaft node on loopback, 3 partitions per topic, on the same $(nproc) cores as PostgreSQL; drains as above, counted by a Kafka consumer (test/real/kafka/KafkaTool.java, which also parses every record with the CloudEvents SDK) instead of the fake sidecar; median of $rounds runs. Latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions (changes/s achieved: ${achieved%, }), over every event: the consumer's receive time minus the CloudEvent's \"time\" (capture time, inside the transaction); where delivery falls behind the rate, latency is the backlog's age."
+    real_stop_all
 }
 
 bench_server

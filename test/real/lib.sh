@@ -194,7 +194,7 @@ real_start_consumer() {
 real_stop_all() {
     local pid
     for pid in ${CONSUMER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        { kill "$pid" && wait "$pid"; } 2>/dev/null || true
     done
     CONSUMER_PID= DAPRD_PID= KAFKA_PID=
     return 0

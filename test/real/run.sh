@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real pipeline's tests: PostgreSQL -> taskevents -> a real daprd (built
 # once from the Go module proxy) -> Apache Kafka (Maven Central's jars) -> a
-# consumer reading every record with the CloudEvents SDK.  See test/real/README.md.
+# consumer reading every record with the CloudEvents SDK.  README: "The real
+# pipeline".
 #
 #   bash test/real/run.sh        install what is missing, build taskevents into a
 #                                scratch copy of PostgreSQL (test/setup.sh), run the suite

@@ -17,7 +17,10 @@ my $kafka = start_kafka();
 my $consumer = start_consumer($kafka);
 my $daprd = start_daprd(kafka => $kafka);
 # No attempt limit: the broker is away for longer than 20 short backoffs.
-my $node = real_node('real_broker', $daprd, conf => "taskevents.max_attempts = 0\n");
+# A 5 s request timeout: daprd's answers take up to 2.5 s while the broker is
+# down, and a round whose every request times out is a pause, not a retry.
+my $node = real_node('real_broker', $daprd,
+	conf => "taskevents.max_attempts = 0\ntaskevents.timeout = '5s'\n");
 $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 
 $node->safe_psql('postgres', lifecycle_sql('warm', 2));
