@@ -13,7 +13,7 @@ use warnings;
 
 use Exporter 'import';
 use Cwd qw(abs_path);
-use File::Basename qw(dirname);
+use File::Basename qw(basename dirname);
 use File::Path qw(make_path);
 use HTTP::Tiny;
 use IPC::Run;
@@ -39,12 +39,14 @@ my $CP = $ENV{REAL_KAFKA_CP} // die "REAL_KAFKA_CP is not set (run test/real/run
 my $JAVA = $ENV{JAVA} // 'java';
 my $count = 0;
 
-# A fresh directory under the test's tmp_check.
+# A fresh directory under tmp_check (which every test file of a run shares),
+# named after the test file: kept after the run, with the logs.
 sub _dir
 {
 	my ($what) = @_;
 	$count++;
-	my $dir = "$PostgreSQL::Test::Utils::tmp_check/${what}_$count";
+	my $test = basename($0, '.pl');
+	my $dir = "$PostgreSQL::Test::Utils::tmp_check/${test}_${what}_$count";
 	make_path($dir);
 	return $dir;
 }
