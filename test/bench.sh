@@ -27,11 +27,17 @@
 #          then how long the backlog takes once the transaction ends.
 # idle     BENCH_IDLE_SECONDS (600) with nothing to deliver: the worker's
 #          memory, CPU and wake-ups.
+# real     (only when named) the real pipeline of test/real/lib.sh: a real
+#          daprd and Apache Kafka (built or fetched once, cached), a Kafka
+#          consumer reading every record; drain of 40,000 events per request
+#          and with bulk publish (median of BENCH_REAL_ROUNDS, 3), and
+#          commit -> consumer latency at 1,000 changes/s for 20 s.
 source "$(dirname "$0")/setup.sh"
+source "$(dirname "$0")/real/lib.sh"
 
-ALL=(capture keepup drain latency soak pinned idle)
+ALL=(capture keepup drain latency soak pinned idle real)
 BENCHES=("$@")
-[ $# -gt 0 ] || BENCHES=("${ALL[@]}")
+[ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned idle)
 for b in "${BENCHES[@]}"; do
     [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
 done
@@ -42,6 +48,7 @@ PINNED=${BENCH_PINNED_SECONDS:-600}
 IDLE=${BENCH_IDLE_SECONDS:-600}
 PGPORT=54330
 
+[[ " ${BENCHES[*]} " == *" real "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
 ensure_packages
 build_and_install
 B="$WORK/bench"
@@ -63,7 +70,8 @@ CONF
 cleanup() {
     as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
     [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null
-    rm -rf "$B/data" "$B/latency.times" "$B/pinned.times"
+    real_stop_all
+    rm -rf "$B/data" "$B/latency.times" "$B/pinned.times" "$B/kafka/data"
     find "$WORK" -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} +
 }
 trap cleanup EXIT
@@ -110,6 +118,11 @@ sidecar() {
     setting port "$DAPR_PORT"
 }
 sidecar_events() { curl -s "http://127.0.0.1:$CTL_PORT/stats" | sed -n 's/.*"events":\([0-9]*\).*/\1/p'; }
+sidecar_reset() { curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null; }
+# What drain() uses to count the events that arrived: the fake sidecar's
+# counters, or (bench_real) the Kafka consumer's records.
+EVENTS_RESET=sidecar_reset
+EVENTS_COUNT=sidecar_events
 
 # The queue of a database: every table of the taskevents schema, in bytes
 # (1.0: the outbox; 1.1: the queue tables, retry, tick, dead letters).
@@ -143,7 +156,7 @@ drain() {
     psql_ -d "$db" -c "INSERT INTO tasks (user_id, title)
                        SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $n) i"
     pid=$(q "$db" 'SELECT pid FROM taskevents.status')
-    curl -s -X POST "http://127.0.0.1:$CTL_PORT/reset-stats" >/dev/null
+    $EVENTS_RESET
     read -r D_RSS D_ANON < <(mem "$pid")
     D_CPU=$(cpu "$pid")
     psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on'
@@ -157,7 +170,7 @@ drain() {
                         FROM (SELECT min(seq) FROM taskevents.outbox) o WHERE min IS NULL')
     done
     D_SECS=$([ -z "$t1" ] || awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
-    D_EVENTS=$(sidecar_events)
+    D_EVENTS=$($EVENTS_COUNT)
     D_CPU=$(( $(cpu "$pid") - D_CPU ))
     [ "$(q "$db" 'SELECT pid FROM taskevents.status')" = "$pid" ] || note "the worker restarted during a drain of $db"
 }
@@ -414,6 +427,55 @@ bench_idle() {
     row "idle: worker CPU" "$(awk -v c="$(( $(cpu "$pid") - c0 ))" -v t="$TICKS" -v s="$IDLE" 'BEGIN {printf "%.2f s (%.3f%% of a core)", c / t, c / t / s * 100}')" "the poll only" idle
     row "idle: worker wake-ups" "$((w1 - w0)) in $IDLE s ($(awk -v w="$((w1 - w0))" -v s="$IDLE" 'BEGIN {printf "%.1f", w / s}')/s; taskevents.poll_interval $(q idle 'SHOW taskevents.poll_interval'))" "the poll only" idle
     note "idle: a database with the extension and nothing to deliver; the worker's RssAnon and CPU time from /proc/<pid>, wake-ups are its voluntary context switches."
+}
+
+# The consumer's records so far; consumer_events: those since consumer_mark,
+# once all $EXPECT_EVENTS are in (or after a minute).
+consumer_records() { wc -l < "$B/consumer/records.jsonl"; }
+consumer_mark() { MARK=$(consumer_records); }
+consumer_events() {
+    local end=$((SECONDS + 60))
+    while [ $(($(consumer_records) - MARK)) -lt "$EXPECT_EVENTS" ] && [ $SECONDS -lt $end ]; do sleep 0.1; done
+    echo $(($(consumer_records) - MARK))
+}
+
+bench_real() {
+    local rounds=${BENCH_REAL_ROUNDS:-3} rates got n p50 p99 max mode
+    say "real: a real daprd and Apache Kafka; drain per request and in bulk ($rounds x 40,000 events), latency at 1,000 changes/s"
+    real_prepare "$WORK/real"
+    real_start_kafka "$B/kafka"
+    real_start_consumer "$B/consumer"
+    real_start_daprd "$B/daprd"
+    setting port "$DAPRD_PORT"
+    EVENTS_RESET=consumer_mark EVENTS_COUNT=consumer_events EXPECT_EVENTS=40000
+    new_db real taskevents
+    for mode in "per request" bulk; do
+        [ "$mode" = bulk ] && setting bulk on
+        rates="" got=""
+        for _ in $(seq "$rounds"); do
+            drain real 20000 0.05
+            rates+="$(rate 40000) "
+            got+="$D_EVENTS "
+        done
+        row "real daprd + Kafka: drain 40,000 events, $mode" \
+            "$(echo $rates | median) events/s (runs: ${rates% }); consumer got ${got% }" "" real
+    done
+    local achieved=""
+    for mode in "per request" bulk; do
+        setting bulk "$([ "$mode" = bulk ] && echo on || echo off)"
+        consumer_mark
+        pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" real > "$B/real_latency.out" 2>&1
+        wait_for real 'SELECT count(*) FROM taskevents.outbox' 0
+        EXPECT_EVENTS=$(( 2 * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/real_latency.out") ))
+        consumer_events > /dev/null
+        read -r n p50 p99 max < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK")
+        row "real daprd + Kafka: latency commit -> consumer, 1,000 changes/s, $mode: p50 / p99 / max" \
+            "$p50 / $p99 / $max ms ($n events)" "" real
+        achieved+="$mode $(printf '%.0f' "$(tps_of "$B/real_latency.out")"), "
+    done
+    setting bulk DEFAULT
+    note "real: daprd $("$REAL_DAPRD" --version) (test/real/lib.sh, stablecomponents) with docker/components/pubsub-kafka.yaml (producerRequiredAcks all) and Apache Kafka $KAFKA_VERSION, one KRaft node on loopback, 3 partitions per topic, on the same $(nproc) cores as PostgreSQL; drains as above, counted by a Kafka consumer (test/real/kafka/KafkaTool.java, which also parses every record with the CloudEvents SDK) instead of the fake sidecar; median of $rounds runs. Latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions (changes/s achieved: ${achieved%, }), over every event: the consumer's receive time minus the CloudEvent's \"time\" (capture time, inside the transaction); where delivery falls behind the rate, latency is the backlog's age."
+    real_stop_all
 }
 
 bench_server

@@ -26,7 +26,9 @@ if [ -z "${TASKEVENTS_PG_RUN:-}" ]; then
         echo "=== PostgreSQL $v ($(pgv_where "$v" || echo unsupported))"
         started=$SECONDS
         : >"$summaries.$v"
-        TASKEVENTS_SUMMARY="$summaries.$v" run_for_version "$v" bash "$TOP/test/run-tests.sh" || failed+=("$v")
+        TASKEVENTS_SUMMARY="$summaries.$v" TASKEVENTS_HOST_MAJOR=$(pgv_host_major) \
+            TASKEVENTS_NEWEST_MAJOR=${PGV_SUPPORTED[-1]} \
+            run_for_version "$v" bash "$TOP/test/run-tests.sh" || failed+=("$v")
         line=$(cat "$summaries.$v")
         rm -f "$summaries.$v"
         echo "${line:-PostgreSQL $v: did not run to the end (see above)}, $((SECONDS - started)) s" >>"$summaries"
@@ -82,6 +84,13 @@ if ! run_suite TAP as_user make -s installcheck REGRESS=; then
             tail -n 80 "$f"
         fi
     done
+fi
+
+# The real daprd and Apache Kafka (test/real/): on the host's PostgreSQL
+# and on the newest supported one.
+if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ] || [ "$PG_MAJOR" = "${TASKEVENTS_NEWEST_MAJOR:-$PG_MAJOR}" ]; then
+    echo "== test/real: the real daprd and Apache Kafka"
+    run_suite real bash test/real/run.sh "$WORK" || true
 fi
 
 # One line for this version: each suite's own count, read from its output

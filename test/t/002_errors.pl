@@ -80,6 +80,17 @@ for my $case (
 	is($r->{retried}, 0, "$name: not retried");
 }
 
+# Kafka's producer refusing a record over the component's maxMessageBytes, as
+# a real daprd answers it (test/real/t/004_refusals.pl): no retry can help.
+{
+	my $r = one_task(mode => 'fail', count => 1, status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE',
+		error => 'kafka: invalid configuration (Attempt to produce message larger than configured Producer.MaxMessageBytes: 1126677 > 1048576)');
+	is_deeply($r->{delivered}, ['sync.task'], 'a record too large for Kafka: the next event is delivered');
+	like($r->{dead}, qr/^task\.created 500 HTTP 500 ERR_PUBSUB_PUBLISH_MESSAGE: .*larger than configured Producer\.MaxMessageBytes/,
+		'a record too large for Kafka: a dead letter at once, with the producer\'s reason');
+	is($r->{retried}, 0, 'a record too large for Kafka: not retried');
+}
+
 # Too many attempts: dead letter with the last error; then sent again.
 {
 	my $r = one_task(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE');

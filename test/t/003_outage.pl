@@ -85,6 +85,24 @@ unlike($node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status'
 $dapr->mode(mode => 'ok');
 $node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
 
+# A hanging sidecar with a backlog (a frozen daprd): once a request timed out
+# and none was answered, the round starts no more requests; the worker pauses
+# after one wave (taskevents.concurrency) instead of sending every queued
+# task into the hang, where a frozen daprd would keep them and publish them
+# when thawed, as copies of what the worker sends again.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.concurrency = 4; SELECT pg_reload_conf();');
+$dapr->mode(mode => 'hang', healthz => 500);
+my $hung_before = grep { ($_->{action} // '') eq 'hang' } @{ $dapr->records };
+$node->safe_psql('postgres',
+	"INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'backlog ' || i FROM generate_series(1, 40) i");
+wait_until('paused on a hanging sidecar with a backlog', sub {
+	$node->safe_psql('postgres', 'SELECT worker_state FROM taskevents.status') =~ /paused/ }, 30);
+my $hung = grep { ($_->{action} // '') eq 'hang' } @{ $dapr->records };
+is($hung - $hung_before, 4, 'one wave of 4 requests went into the hang, not the 40 queued tasks');
+$dapr->mode(mode => 'ok', healthz => 204);
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.concurrency; SELECT pg_reload_conf();');
+wait_drained($node, 'drained after the hang with a backlog', 20);
+
 # Only one kind of summary during a long outage, not a line per event.
 my $log = slurp_file($node->logfile);
 my $per_event = () = $log =~ /outcome=retry/g;

@@ -70,6 +70,22 @@ wait_drained($node, 'settled');
 is($node->safe_psql('postgres', "SELECT type FROM taskevents.dead_letters"), 'task.created',
 	'a 403 on a bulk request dead-letters its entries');
 
+# An entry Kafka's producer refuses as too large (a real daprd lists it in
+# failedEntries, test/real/t/004_refusals.pl): that entry is a dead letter at
+# once, the others of the request are published.
+$node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
+my $big = '7d1f3d3e-0000-4000-8000-000000000001';
+$dapr->mode(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE', count => 1, match => 'too large for Kafka',
+	error => 'kafka: invalid configuration (Attempt to produce message larger than configured Producer.MaxMessageBytes: 1126677 > 1048576)');
+my $retried = $node->safe_psql('postgres', 'SELECT retried FROM taskevents.status');
+$node->safe_psql('postgres', "INSERT INTO tasks (id, user_id, title) VALUES ('$big', gen_random_uuid(), 'too large for Kafka')");
+wait_drained($node, 'settled');
+like($node->safe_psql('postgres', "SELECT type || ' ' || attempts || ' ' || last_error FROM taskevents.dead_letters"),
+	qr/^task\.created 1 HTTP 500 bulk entry failed: .*larger than configured Producer\.MaxMessageBytes/,
+	'a bulk entry too large for Kafka: a dead letter at once');
+is($node->safe_psql('postgres', 'SELECT retried FROM taskevents.status'), $retried, '... not retried');
+$dapr->mode(mode => 'ok');
+
 unlike(slurp_file($node->logfile), qr/ERROR:  xlog flush request/,
 	'the worker never asks to flush WAL past what was written');
 $node->stop;

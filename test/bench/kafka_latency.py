@@ -1,0 +1,25 @@
+# Commit-to-consumer latency from the Kafka consumer's records
+# (test/real/kafka/KafkaTool.java consume): for every record from line SKIP
+# on, the consumer's receive time ("received_us") minus the CloudEvent's
+# "time" (the capture time, inside the writing transaction).
+# Prints: events p50 p99 max (ms).
+import datetime
+import json
+import sys
+
+lat = []
+with open(sys.argv[1]) as f:
+    for i, line in enumerate(f):
+        if i < int(sys.argv[2]):
+            continue
+        r = json.loads(line)
+        if "ce" not in r:
+            continue
+        t = datetime.datetime.fromisoformat(r["ce"]["time"].replace("Z", "+00:00")).timestamp()
+        lat.append(r["received_us"] / 1000.0 - t * 1000.0)
+lat.sort()
+if not lat:
+    print("0 nan nan nan")
+    sys.exit(0)
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"{len(lat)} {pick(0.50):.2f} {pick(0.99):.2f} {lat[-1]:.2f}")

@@ -1,0 +1,201 @@
+# Sourced by test/real/run.sh, test/demo.sh --kafka and test/bench.sh: the
+# real Dapr sidecar and Apache Kafka, built or fetched once into a cache and
+# reused.
+#
+#   real_prepare DEST   makes sure the cache holds daprd and the Kafka jars,
+#                       then puts them under DEST (hard links when it can)
+#                       where the unprivileged user running the servers can
+#                       read them; sets REAL_DAPRD and REAL_KAFKA_CP.
+#
+# Cache: ${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}, one root for the Go
+# module and build caches, the daprd binary, the Maven repository and the
+# jars.  TASKEVENTS_DAPRD=/path/to/daprd uses that daprd (for example the one
+# `dapr init` installs) and skips the build.
+
+REAL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# The pinned releases.  daprd 1.18.3 does not build from the Go module proxy
+# (three of its modules are not served there), so 1.18.2 is the newest 1.18.x
+# that does.  Kafka's version is in test/real/kafka/pom.xml.
+DAPR_VERSION=1.18.2
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$REAL_DIR/kafka/pom.xml")
+REAL_CACHE=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}
+
+# Say something with a timestamp, on standard error.
+real_say() {
+    echo "== $(date +%H:%M:%S) $*" >&2
+}
+
+# Run "$@" holding the cache's lock, so that runs side by side build once.
+real_locked() {
+    mkdir -p "$REAL_CACHE"
+    (
+        flock 9
+        "$@"
+    ) 9>"$REAL_CACHE/.lock"
+}
+
+# daprd as Dapr's own Makefile builds it (go build -tags stablecomponents,
+# CGO_ENABLED=0, version in the ldflags, -s -w), inside the released module
+# so that its go.mod, replace directives and go.sum apply unchanged.
+real_build_daprd() {
+    local out="$REAL_CACHE/daprd/$DAPR_VERSION/daprd"
+    [ -x "$out" ] && return 0
+    command -v go >/dev/null || { echo "go is needed to build daprd (or set TASKEVENTS_DAPRD)" >&2; return 1; }
+    real_say "building daprd $DAPR_VERSION (first time only: several minutes)"
+    local start=$SECONDS dir
+    export GOPATH="$REAL_CACHE/go" GOMODCACHE="$REAL_CACHE/go/pkg/mod" GOCACHE="$REAL_CACHE/go-build"
+    export GOFLAGS=-mod=readonly CGO_ENABLED=0 GOTOOLCHAIN=local
+    dir=$(go mod download -json "github.com/dapr/dapr@v$DAPR_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || { echo "could not download github.com/dapr/dapr@v$DAPR_VERSION" >&2; return 1; }
+    mkdir -p "$(dirname "$out")"
+    if ! (cd "$dir" && go build -tags=stablecomponents \
+        -ldflags="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION -X github.com/dapr/kit/logger.DaprVersion=$DAPR_VERSION" \
+        -o "$out.tmp" ./cmd/daprd) > "$out.log" 2>&1; then
+        tail -n 40 "$out.log" >&2
+        return 1
+    fi
+    mv "$out.tmp" "$out"
+    real_say "daprd $DAPR_VERSION built in $((SECONDS - start)) s"
+}
+
+# The broker's and the consumer tool's jars (mvn dependency:copy-dependencies
+# into the cache) and the consumer tool compiled against them.
+real_fetch_kafka() {
+    local home="$REAL_CACHE/kafka/$KAFKA_VERSION"
+    local sum classes
+    sum=$(cat "$REAL_DIR/kafka/pom.xml" "$REAL_DIR/kafka/KafkaTool.java" | sha256sum | cut -c1-12)
+    classes="$home/classes-$sum"
+    if [ ! -f "$home/lib/.complete-$sum" ]; then
+        real_say "fetching Apache Kafka $KAFKA_VERSION and the CloudEvents SDK with Maven (first time only)"
+        rm -rf "$home/lib"
+        mvn -q -B -f "$REAL_DIR/kafka/pom.xml" -Dmaven.repo.local="$REAL_CACHE/m2" \
+            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$home/lib" || return 1
+        touch "$home/lib/.complete-$sum"
+    fi
+    if [ ! -d "$classes" ]; then
+        rm -rf "$classes.tmp"
+        mkdir -p "$classes.tmp"
+        javac -nowarn -d "$classes.tmp" -cp "$home/lib/*" "$REAL_DIR/kafka/KafkaTool.java" || return 1
+        cp "$REAL_DIR/kafka/log4j2.properties" "$classes.tmp/"
+        mv "$classes.tmp" "$classes"
+    fi
+    REAL_KAFKA_HOME=$home
+    REAL_KAFKA_CLASSES=$classes
+}
+
+# Link (or copy) a file or directory tree to DEST.
+real_place() {
+    rm -rf "$2"
+    mkdir -p "$(dirname "$2")"
+    cp -al "$1" "$2" 2>/dev/null || { rm -rf "$2"; cp -a "$1" "$2"; }
+}
+
+# See the header.
+real_prepare() {
+    local dest=$1
+    if [ -n "${TASKEVENTS_DAPRD:-}" ]; then
+        [ -x "$TASKEVENTS_DAPRD" ] || { echo "TASKEVENTS_DAPRD=$TASKEVENTS_DAPRD is not an executable" >&2; return 1; }
+        real_place "$TASKEVENTS_DAPRD" "$dest/bin/daprd"
+    else
+        real_locked real_build_daprd || return 1
+        real_place "$REAL_CACHE/daprd/$DAPR_VERSION/daprd" "$dest/bin/daprd"
+    fi
+    real_locked real_fetch_kafka || return 1
+    real_fetch_kafka    # sets the variables in this shell (cached: no work)
+    real_place "$REAL_KAFKA_HOME/lib" "$dest/kafka/lib"
+    real_place "$REAL_KAFKA_CLASSES" "$dest/kafka/classes"
+    REAL_DAPRD="$dest/bin/daprd"
+    REAL_KAFKA_CP="$dest/kafka/lib/*:$dest/kafka/classes"
+    export REAL_DAPRD REAL_KAFKA_CP
+    real_say "daprd: $("$REAL_DAPRD" --version 2>/dev/null | tail -n 1); Kafka $KAFKA_VERSION on $(java -version 2>&1 | head -n 1)"
+}
+
+# --- the pipeline, for the demo and the benchmarks (the tests have their own
+# in test/real/t/RealPipeline.pm, which also stops, freezes and restarts it)
+
+REAL_TOPICS=(task-events task-updates reminders)
+
+# A free TCP port on loopback.
+real_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# real_start_kafka DIR: a single Kafka node (test/real/kafka/server.properties)
+# in DIR on loopback, with the three topics, 3 partitions each.  Sets
+# KAFKA_PID and KAFKA_BOOTSTRAP.
+real_start_kafka() {
+    local dir=$1 port controller
+    port=$(real_free_port)
+    controller=$(real_free_port)
+    mkdir -p "$dir"
+    sed "s|@PORT@|$port|g; s|@CONTROLLER@|$controller|g; s|@DIR@|$dir|g" \
+        "$REAL_DIR/kafka/server.properties" > "$dir/server.properties"
+    java -cp "$REAL_KAFKA_CP" kafka.tools.StorageTool format -t t6oWfGI7RnWWt1uvelZjDw \
+        -c "$dir/server.properties" > "$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
+    java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true -Dtaskevents.loglevel=INFO \
+        -cp "$REAL_KAFKA_CP" kafka.Kafka "$dir/server.properties" > "$dir/kafka.log" 2>&1 &
+    KAFKA_PID=$!
+    KAFKA_BOOTSTRAP=127.0.0.1:$port
+    java -cp "$REAL_KAFKA_CP" KafkaTool topics "$KAFKA_BOOTSTRAP" 3 "${REAL_TOPICS[@]}" > "$dir/topics.log" 2>&1 ||
+        { cat "$dir/topics.log" >&2; return 1; }
+}
+
+# real_start_daprd DIR [daprd options]: daprd as users run it beside
+# PostgreSQL, with docker/components/pubsub-kafka.yaml pointed at the local
+# broker and docker/components/config.yaml (plus name resolution that sends
+# nothing), HTTP API on loopback, no metrics server.  Sets DAPRD_PID and
+# DAPRD_PORT once it answers /v1.0/healthz.
+real_start_daprd() {
+    local dir=$1 top
+    shift
+    top=$(cd "$REAL_DIR/../.." && pwd)
+    mkdir -p "$dir/components"
+    grep -q '^\s*value: "kafka:9092"$' "$top/docker/components/pubsub-kafka.yaml" ||
+        { echo "docker/components/pubsub-kafka.yaml: no brokers value \"kafka:9092\"" >&2; return 1; }
+    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" \
+        "$top/docker/components/pubsub-kafka.yaml" > "$dir/components/pubsub-kafka.yaml"
+    { cat "$top/docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
+    DAPRD_PORT=$(real_free_port)
+    "$REAL_DAPRD" --app-id taskevents-db --resources-path "$dir/components" --config "$dir/config.yaml" \
+        --dapr-http-port "$DAPRD_PORT" --dapr-grpc-port "$(real_free_port)" \
+        --dapr-internal-grpc-port "$(real_free_port)" --dapr-listen-addresses 127.0.0.1 \
+        --dapr-internal-grpc-listen-address 127.0.0.1 --enable-metrics=false \
+        --metrics-listen-address 127.0.0.1 --max-body-size 4Mi --log-level info "$@" > "$dir/daprd.log" 2>&1 &
+    DAPRD_PID=$!
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DAPRD_PORT/v1.0/healthz")" = 204 ] && return 0
+        kill -0 "$DAPRD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$dir/daprd.log" >&2
+    return 1
+}
+
+# real_start_consumer DIR: KafkaTool consume of the three topics into
+# DIR/records.jsonl (one JSON line per record).  Sets CONSUMER_PID.
+real_start_consumer() {
+    local dir=$1
+    mkdir -p "$dir"
+    : > "$dir/records.jsonl"
+    java -Xmx256m -cp "$REAL_KAFKA_CP" KafkaTool consume "$KAFKA_BOOTSTRAP" "$dir/records.jsonl" \
+        "${REAL_TOPICS[@]}" > "$dir/consumer.log" 2>&1 &
+    CONSUMER_PID=$!
+    for _ in $(seq 600); do
+        grep -q '^consuming' "$dir/consumer.log" && return 0
+        kill -0 "$CONSUMER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$dir/consumer.log" >&2
+    return 1
+}
+
+# Stop what real_start_* started (each by its process id), consumer first.
+real_stop_all() {
+    local pid
+    for pid in ${CONSUMER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
+        { kill "$pid" && wait "$pid"; } 2>/dev/null || true
+    done
+    CONSUMER_PID= DAPRD_PID= KAFKA_PID=
+    return 0
+}
