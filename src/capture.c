@@ -392,7 +392,7 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 
 		if (k > 0)
 			appendStringInfoChar(&buf, ',');
-		escape_json(&buf, NameStr(att->attname));
+		te_append_json_string(&buf, NameStr(att->attname));
 		appendStringInfoString(&buf, ":{\"old\":");
 		if (oldatt[k] != 0)
 		{

@@ -4,7 +4,7 @@
  *
  * The worker sends exactly what te_append_cloudevent() writes, and
  * taskevents.preview() shows the same text.  Every string goes through
- * escape_json(); numbers and booleans keep their JSON types.
+ * te_append_json_string(); numbers and booleans keep their JSON types.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -84,6 +84,57 @@ te_topic_name(TeTopic topic)
 			return te_topic_reminders;
 	}
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Append a JSON string: the text in quotes, with '"', backslash and control
+ * characters escaped as escape_json() does it ("\n", "\u0001", ...).  Runs
+ * of characters that need nothing are copied whole: ids and titles mostly
+ * are.
+ */
+void
+te_append_json_string(StringInfo buf, const char *s)
+{
+	appendStringInfoChar(buf, '"');
+	for (;;)
+	{
+		const char *p = s;
+
+		while ((unsigned char) *p >= 0x20 && *p != '"' && *p != '\\')
+			p++;
+		appendBinaryStringInfo(buf, s, p - s);
+		if (*p == '\0')
+			break;
+		switch (*p)
+		{
+			case '\b':
+				appendStringInfoString(buf, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(buf, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(buf, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(buf, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(buf, "\\t");
+				break;
+			case '"':
+				appendStringInfoString(buf, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(buf, "\\\\");
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (unsigned char) *p);
+				break;
+		}
+		s = p + 1;
+	}
+	appendStringInfoChar(buf, '"');
 }
 
 /* Append a UUID in its canonical lower-case form. */
@@ -262,7 +313,7 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 					ereport(ERROR,
 							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 							 errmsg("timestamp out of range")));
-				escape_json(buf, tmp);
+				te_append_json_string(buf, tmp);
 				return;
 			}
 		case INTERVALOID:
@@ -272,7 +323,7 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 
 				interval2itm(*DatumGetIntervalP(value), &itm);
 				EncodeInterval(&itm, INTSTYLE_ISO_8601, tmp);
-				escape_json(buf, tmp);
+				te_append_json_string(buf, tmp);
 				return;
 			}
 		case BYTEAOID:
@@ -303,7 +354,7 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 					j2date(d + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
 					EncodeDateOnly(&tm, USE_XSD_DATES, tmp);
 				}
-				escape_json(buf, tmp);
+				te_append_json_string(buf, tmp);
 				return;
 			}
 		default:
@@ -314,7 +365,7 @@ te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull)
 				if (te_type_is_number(base) && te_is_json_number(s))
 					appendStringInfoString(buf, s);
 				else
-					escape_json(buf, s);
+					te_append_json_string(buf, s);
 				pfree(s);
 				return;
 			}
@@ -333,7 +384,7 @@ ce_append_id(StringInfo buf, const char *id, bool is_number)
 	else if (is_number && te_is_json_number(id))
 		appendStringInfoString(buf, id);
 	else
-		escape_json(buf, id);
+		te_append_json_string(buf, id);
 }
 
 /* Why an event of the change cannot be sent, or NULL when it can be. */
@@ -364,15 +415,15 @@ te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)
 	appendStringInfoString(buf, "{\"specversion\":\"1.0\",\"id\":\"");
 	te_append_uuid(buf, &id);
 	appendStringInfoString(buf, "\",\"source\":");
-	escape_json(buf, te_source);
+	te_append_json_string(buf, te_source);
 	appendStringInfo(buf, ",\"type\":\"%s\",\"time\":\"%s\",\"subject\":", ev->type, when);
-	escape_json(buf, c->task_id);
+	te_append_json_string(buf, c->task_id);
 	appendStringInfoString(buf, ",\"datacontenttype\":\"application/json\",\"traceid\":");
-	escape_json(buf, c->trace_id);
+	te_append_json_string(buf, c->trace_id);
 	if (c->traceparent != NULL)
 	{
 		appendStringInfoString(buf, ",\"traceparent\":");
-		escape_json(buf, c->traceparent);
+		te_append_json_string(buf, c->traceparent);
 	}
 
 	appendStringInfoString(buf, ",\"data\":{\"task_id\":");
@@ -385,7 +436,7 @@ te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)
 	{
 		appendStringInfoString(buf, ",\"title\":");
 		if (c->title != NULL)
-			escape_json(buf, c->title);
+			te_append_json_string(buf, c->title);
 		else
 			appendStringInfoString(buf, "null");
 		appendStringInfoString(buf, ",\"completed\":");

@@ -78,6 +78,7 @@ extern void te_event_id(const TeChange *c, int slot, pg_uuid_t *out);
 extern const char *te_topic_name(TeTopic topic);
 extern void te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev);
 
+extern void te_append_json_string(StringInfo buf, const char *s);
 extern void te_append_uuid(StringInfo buf, const pg_uuid_t *uuid);
 extern void te_append_timestamp(StringInfo buf, TimestampTz ts);
 extern void te_append_json_value(StringInfo buf, Datum value, Oid typid, bool isnull);

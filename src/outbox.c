@@ -193,33 +193,33 @@ te_outbox_insert(TeChange *c)
 
 /* A text column as a C string, or NULL. */
 static char *
-ob_text(HeapTuple tuple, TupleDesc desc, int attnum)
+ob_text(Datum *values, bool *nulls, int attnum)
 {
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
+	return nulls[attnum - 1] ? NULL : TextDatumGetCString(values[attnum - 1]);
 }
 
-/* Read an outbox row (or a row starting with the outbox's columns). */
+/* Read a queue row (or a row starting with the queue's columns). */
 void
 te_outbox_read(HeapTuple tuple, TupleDesc desc, TeChange *c)
 {
-	bool		isnull;
-	Datum		d;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
 
-	c->seq = DatumGetInt64(heap_getattr(tuple, Anum_outbox_seq, desc, &isnull));
-	c->event_id = *DatumGetUUIDP(heap_getattr(tuple, Anum_outbox_event_id, desc, &isnull));
-	c->events = DatumGetInt32(heap_getattr(tuple, Anum_outbox_events, desc, &isnull));
-	c->changed_at = DatumGetTimestampTz(heap_getattr(tuple, Anum_outbox_changed_at, desc, &isnull));
-	c->task_id = ob_text(tuple, desc, Anum_outbox_task_id);
-	c->user_id = ob_text(tuple, desc, Anum_outbox_user_id);
-	c->title = ob_text(tuple, desc, Anum_outbox_title);
-	d = heap_getattr(tuple, Anum_outbox_completed, desc, &c->completed_null);
-	c->completed = c->completed_null ? false : DatumGetBool(d);
-	d = heap_getattr(tuple, Anum_outbox_due_date, desc, &c->due_date_null);
-	c->due_date = c->due_date_null ? 0 : DatumGetTimestampTz(d);
-	c->changes = ob_text(tuple, desc, Anum_outbox_changes);
-	c->trace_id = ob_text(tuple, desc, Anum_outbox_trace_id);
-	c->traceparent = ob_text(tuple, desc, Anum_outbox_traceparent);
+	heap_deform_tuple(tuple, desc, values, nulls);
+	c->seq = DatumGetInt64(values[Anum_outbox_seq - 1]);
+	c->event_id = *DatumGetUUIDP(values[Anum_outbox_event_id - 1]);
+	c->events = DatumGetInt32(values[Anum_outbox_events - 1]);
+	c->changed_at = DatumGetTimestampTz(values[Anum_outbox_changed_at - 1]);
+	c->task_id = ob_text(values, nulls, Anum_outbox_task_id);
+	c->user_id = ob_text(values, nulls, Anum_outbox_user_id);
+	c->title = ob_text(values, nulls, Anum_outbox_title);
+	c->completed_null = nulls[Anum_outbox_completed - 1];
+	c->completed = c->completed_null ? false : DatumGetBool(values[Anum_outbox_completed - 1]);
+	c->due_date_null = nulls[Anum_outbox_due_date - 1];
+	c->due_date = c->due_date_null ? 0 : DatumGetTimestampTz(values[Anum_outbox_due_date - 1]);
+	c->changes = ob_text(values, nulls, Anum_outbox_changes);
+	c->trace_id = ob_text(values, nulls, Anum_outbox_trace_id);
+	c->traceparent = ob_text(values, nulls, Anum_outbox_traceparent);
+	pfree(values);
+	pfree(nulls);
 }
