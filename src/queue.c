@@ -105,6 +105,14 @@ enum
 
 #define QU_MAX_ARGS 10
 
+/* The retry state of changes, as arrays $1..$6 (see qu_record_retry()). */
+#define QU_RETRY_STATE \
+	"ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
+	"           pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))" \
+	" AS u(seq, done, attempts, next_attempt_at, last_status, last_error)"
+#define QU_RETRY_STATE_TYPES \
+	{INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+
 static const struct
 {
 	const char *sql;
@@ -164,19 +172,17 @@ static const struct
 		"UPDATE taskevents.retry r SET done = u.done, attempts = u.attempts,"
 		"       next_attempt_at = u.next_attempt_at, last_status = u.last_status,"
 		"       last_error = u.last_error"
-		"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))"
-		"       AS u(seq, done, attempts, next_attempt_at, last_status, last_error)"
+		"  FROM " QU_RETRY_STATE
 		" WHERE r.seq OPERATOR(pg_catalog.=) u.seq",
-		6, {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+		6, QU_RETRY_STATE_TYPES
 	},
 	[PLAN_RETRY_INSERT] = {
 		"INSERT INTO taskevents.retry"
 		" SELECT q.*, u.done, u.attempts, u.next_attempt_at, u.last_status, u.last_error"
-		"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))"
-		"        AS u(seq, done, attempts, next_attempt_at, last_status, last_error)"
+		"   FROM " QU_RETRY_STATE
 		"   JOIN taskevents.queue q ON q.seq OPERATOR(pg_catalog.=) u.seq"
 		" ON CONFLICT (seq) DO NOTHING",
-		6, {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+		6, QU_RETRY_STATE_TYPES
 	},
 	[PLAN_RETRY_HEADS] = {
 		"UPDATE taskevents.retry r SET next_attempt_at = pg_catalog.now()"
@@ -189,7 +195,9 @@ static const struct
 	[PLAN_DEAD] = {
 		"INSERT INTO taskevents.dead_letter"
 		"       (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
-		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10))"
+		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		"      pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+		"      pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10))"
 		" ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts,"
 		"   last_status = excluded.last_status, last_error = excluded.last_error,"
 		"   failed_at = pg_catalog.now(), requeued_at = NULL",

@@ -510,6 +510,20 @@ wk_event(QuChange *ch, const TeEvent *ev)
 	return e;
 }
 
+/* Chain an event behind the last one of its task (key) in the round, or queue it. */
+static void
+wk_chain(WkRound *r, HTAB *tails, uint64 key, WkEvent *e)
+{
+	bool		found;
+	WkTail	   *ent = hash_search(tails, &key, HASH_ENTER, &found);
+
+	if (found)
+		ent->tail->next = e;
+	else
+		wk_push(r, e);
+	ent->tail = e;
+}
+
 /*
  * Build the events of one change that are still to go and chain them behind
  * its task's; an event that cannot be built or sent is dead-lettered.
@@ -527,8 +541,6 @@ wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
 		WkEvent    *e;
 		StringInfoData body;
 		const char *why = te_event_unsendable(&ch->c, &evs[k]);
-		bool		found;
-		WkTail	   *ent;
 
 		if (ch->done & (1 << evs[k].slot))
 			continue;
@@ -541,16 +553,9 @@ wk_build_change(WkRound *r, QuChange *ch, HTAB *tails)
 			why = wk_prepare(e);
 		}
 		if (why != NULL)
-		{
 			wk_dead_unsent(r, e, why);
-			continue;
-		}
-		ent = hash_search(tails, &key, HASH_ENTER, &found);
-		if (found)
-			ent->tail->next = e;
 		else
-			wk_push(r, e);
-		ent->tail = e;
+			wk_chain(r, tails, key, e);
 	}
 }
 
@@ -576,9 +581,6 @@ wk_build_resend(WkRound *r, QuResend *d, HTAB *tails)
 {
 	WkEvent    *e = palloc0(sizeof(WkEvent));
 	const char *why;
-	uint64		key;
-	bool		found;
-	WkTail	   *ent;
 
 	e->resend = d;
 	e->id = d->id;
@@ -594,13 +596,8 @@ wk_build_resend(WkRound *r, QuResend *d, HTAB *tails)
 		d->error = why;
 		return;
 	}
-	key = hash_bytes_extended((const unsigned char *) d->task_id, strlen(d->task_id), 1);
-	ent = hash_search(tails, &key, HASH_ENTER, &found);
-	if (found)
-		ent->tail->next = e;
-	else
-		wk_push(r, e);
-	ent->tail = e;
+	/* a key of their own: re-sent dead letters wait only behind each other */
+	wk_chain(r, tails, hash_bytes_extended((const unsigned char *) d->task_id, strlen(d->task_id), 1), e);
 }
 
 /*
