@@ -105,8 +105,10 @@ SELECT hi, '{}', '{}'
 -- 1.1 keeps them in the queue tables.  Those rows are not carried over.
 DROP TABLE taskevents.outbox_1_0, taskevents.retry_1_0, taskevents.delivered;
 
--- A dead letter keeps no body when none could be built (a change too big).
+-- A dead letter keeps no body when none could be built (a change too big);
+-- the worker finds the re-queued ones by index, however many are dead.
 ALTER TABLE taskevents.dead_letter ALTER COLUMN body DROP NOT NULL;
+CREATE INDEX dead_letter_requeued ON taskevents.dead_letter (requeued_at) WHERE requeued_at IS NOT NULL;
 
 SELECT pg_catalog.pg_extension_config_dump('taskevents.queue_0', '');
 SELECT pg_catalog.pg_extension_config_dump('taskevents.queue_1', '');
