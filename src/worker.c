@@ -458,9 +458,9 @@ wk_push(WkRound *r, WkEvent *e)
 	r->nready++;
 }
 
-/* Dead-letter an event that was never sent; its chain goes on. */
+/* Dead-letter an event, with its number of attempts and last outcome. */
 static void
-wk_dead_unsent(WkRound *r, WkEvent *e, const char *why)
+wk_dead(WkRound *r, WkEvent *e, int attempts, long status, const char *error)
 {
 	QuDead	   *d = palloc0(sizeof(QuDead));
 
@@ -469,14 +469,22 @@ wk_dead_unsent(WkRound *r, WkEvent *e, const char *why)
 	d->type = e->type;
 	d->topic = e->topic;
 	d->body = e->body;
-	d->attempts = e->change->attempts + 1;
-	d->error = why;
+	d->attempts = attempts;
+	d->status = (int) status;
+	d->error = wk_error_text(error);
 	r->q.dead = lappend(r->q.dead, d);
 	r->ndead++;
+	wk_log_outcome(WARNING, "dead_letter", e, attempts, status, error);
+}
+
+/* Dead-letter an event that was never sent; its chain goes on. */
+static void
+wk_dead_unsent(WkRound *r, WkEvent *e, const char *why)
+{
+	wk_dead(r, e, e->change->attempts + 1, 0, why);
 	e->change->done |= 1 << e->ev.slot;
 	e->change->attempts = 0;
 	e->change->dirty = true;
-	wk_log_outcome(WARNING, "dead_letter", e, d->attempts, 0, why);
 }
 
 /*
@@ -682,19 +690,7 @@ wk_settled(WkRound *r, WkEvent *e)
 static void
 wk_dead_sent(WkRound *r, WkEvent *e)
 {
-	QuDead	   *d = palloc0(sizeof(QuDead));
-
-	d->id = e->id;
-	d->change = e->change;
-	d->type = e->type;
-	d->topic = e->topic;
-	d->body = e->body;
-	d->attempts = e->attempt;
-	d->status = e->req.status;
-	d->error = wk_error_text(e->req.error);
-	r->q.dead = lappend(r->q.dead, d);
-	r->ndead++;
-	wk_log_outcome(WARNING, "dead_letter", e, e->attempt, e->req.status, e->req.error);
+	wk_dead(r, e, e->attempt, e->req.status, e->req.error);
 	wk_settled(r, e);
 }
 
