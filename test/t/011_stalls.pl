@@ -135,8 +135,8 @@ SKIP:
 			  . 'ALTER SYSTEM SET taskevents.port = ' . $v6->port . '; SELECT pg_reload_conf();');
 		sleep 1;
 		$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'over $host')");
-		wait_until("delivered over $host", sub { scalar @{ delivered_events($v6) } >= 2 }, 10);
-		$v6->restart;
+		wait_until("delivered over $host",
+			sub { (grep { ($_->{event}{data}{title} // "") eq "over $host" } @{ delivered_events($v6) }) >= 1 }, 10);
 	}
 	is($node->safe_psql('postgres', 'SELECT sidecar_reachable FROM taskevents.status'), 't',
 		'status: reachable over IPv6');
