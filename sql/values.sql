@@ -64,6 +64,36 @@ UPDATE numtasks SET extra = '-178000000 years', price = '-92233720368547758.08',
  WHERE id = 1.5;
 SELECT key, value FROM ev, json_each(e->'data'->'changes') WHERE type = 'task.updated' ORDER BY key;
 CALL clear_queue();
+
+-- The writer's settings do not change a value: floats exact whatever
+-- extra_float_digits, times inside arrays and ranges in ISO and UTC whatever
+-- DateStyle and TimeZone, intervals in ISO 8601, bytea in hex.
+ALTER TABLE numtasks ADD COLUMN times timestamptz[], ADD COLUMN span tstzrange,
+    ADD COLUMN spans interval[], ADD COLUMN floats float8[];
+SET extra_float_digits = -15;
+SET DateStyle = 'German, DMY';
+SET TimeZone = 'Asia/Kolkata';
+SET IntervalStyle = 'sql_standard';
+SET bytea_output = 'escape';
+UPDATE numtasks SET user_id = 0.30000000000000004, r = 0.1, floats = '{0.1, 1e300}',
+    times = ARRAY['2026-12-02 10:00:00.5Z'::timestamptz], span = '[2026-12-02Z, 2026-12-03Z)',
+    spans = ARRAY['1 day 2 hours'::interval], extra = '-1 mon 3 days', raw = '\x41ff'
+ WHERE id = 1.5;
+RESET extra_float_digits; RESET DateStyle; RESET TimeZone; RESET IntervalStyle; RESET bytea_output;
+SELECT key, value FROM ev, json_each(e->'data'->'changes') WHERE type = 'task.updated' ORDER BY key;
+SELECT e->'data'->'user_id' AS user_id FROM ev WHERE type = 'task.updated';
+CALL clear_queue();
+
+-- NaNs of other bits read the same: no change.  SQL NULL to a json null is.
+UPDATE numtasks SET r = 'NaN' WHERE id = 1.5;
+CALL clear_queue();
+UPDATE numtasks SET r = 'Infinity'::float4 - 'Infinity'::float4 WHERE id = 1.5;
+SELECT count(*) AS nan_to_nan_events FROM ev;
+UPDATE numtasks SET doc = NULL WHERE id = 1.5;
+CALL clear_queue();
+UPDATE numtasks SET doc = 'null' WHERE id = 1.5;
+SELECT type, e->'data'->'changes' AS changes FROM ev;
+CALL clear_queue();
 DROP TABLE numtasks, looseid;
 
 -- A cross-partition UPDATE (the partition key changes) is one UPDATE of the

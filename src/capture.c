@@ -387,24 +387,44 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, newatt[k] - 1);
 		Oid			oldtype = att->atttypid;
-		bool		isnull = true;
+		bool		oldnull = true,
+					newnull;
 		Datum		v = (Datum) 0;
+		int			start = buf.len,
+					old_at,
+					new_at;
 
-		if (k > 0)
+		if (start > 1)
 			appendStringInfoChar(&buf, ',');
 		te_append_json_string(&buf, NameStr(att->attname));
 		appendStringInfoString(&buf, ":{\"old\":");
 		if (oldatt[k] != 0)
 		{
-			v = heap_getattr(old->tuple, oldatt[k], old->desc, &isnull);
+			v = heap_getattr(old->tuple, oldatt[k], old->desc, &oldnull);
 			oldtype = TupleDescAttr(old->desc, oldatt[k] - 1)->atttypid;
 		}
-		te_append_json_value(&buf, v, oldtype, isnull);
+		old_at = buf.len;
+		te_append_json_value(&buf, v, oldtype, oldnull);
 		appendStringInfoString(&buf, ",\"new\":");
-		v = heap_getattr(new->tuple, newatt[k], desc, &isnull);
-		te_append_json_value(&buf, v, att->atttypid, isnull);
+		new_at = buf.len;
+		v = heap_getattr(new->tuple, newatt[k], desc, &newnull);
+		te_append_json_value(&buf, v, att->atttypid, newnull);
+
+		/*
+		 * Two values of other bits that read the same (NaNs with and without
+		 * the sign bit) are no change; SQL NULL and a json null are.
+		 */
+		if (!oldnull && !newnull && buf.len - new_at == new_at - old_at - (int) strlen(",\"new\":") &&
+			memcmp(buf.data + old_at, buf.data + new_at, buf.len - new_at) == 0)
+		{
+			buf.len = start;
+			buf.data[start] = '\0';
+			continue;
+		}
 		appendStringInfoChar(&buf, '}');
 	}
+	if (buf.len == 1)
+		return NULL;
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }

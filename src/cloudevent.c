@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/guc.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -233,6 +234,36 @@ te_type_is_number(Oid typid)
 	}
 }
 
+/*
+ * A value's output text under fixed settings: what the writing session set
+ * must not change it (DateStyle, IntervalStyle and TimeZone for dates and
+ * times inside arrays, ranges and rows; extra_float_digits, which at 0 or
+ * below rounds floats; bytea_output).  The settings return at the end.
+ */
+static char *
+ce_output_pinned(Datum value, Oid typid)
+{
+	static const char *const pin[][2] = {
+		{"DateStyle", "ISO, YMD"},
+		{"IntervalStyle", "iso_8601"},
+		{"TimeZone", "UTC"},
+		{"extra_float_digits", "1"},
+		{"bytea_output", "hex"},
+	};
+	int			level = NewGUCNestLevel();
+	Oid			outfunc;
+	bool		isvarlena;
+	char	   *s;
+
+	for (int i = 0; i < lengthof(pin); i++)
+		(void) set_config_option(pin[i][0], pin[i][1], PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	getTypeOutputInfo(typid, &outfunc, &isvarlena);
+	s = OidOutputFunctionCall(outfunc, value);
+	AtEOXact_GUC(true, level);
+	return s;
+}
+
 /* A value's text form (fast paths for the usual id and title types). */
 char *
 te_datum_text(Datum value, Oid typid)
@@ -245,6 +276,13 @@ te_datum_text(Datum value, Oid typid)
 		case TEXTOID:
 		case VARCHAROID:
 			return TextDatumGetCString(value);
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case NUMERICOID:
+		case BPCHAROID:
+			getTypeOutputInfo(typid, &outfunc, &isvarlena);
+			return OidOutputFunctionCall(outfunc, value);
 		case UUIDOID:
 			{
 				StringInfoData s;
@@ -257,8 +295,7 @@ te_datum_text(Datum value, Oid typid)
 				return s.data;
 			}
 		default:
-			getTypeOutputInfo(typid, &outfunc, &isvarlena);
-			return OidOutputFunctionCall(outfunc, value);
+			return ce_output_pinned(value, typid);
 	}
 }
 
