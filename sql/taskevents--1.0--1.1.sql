@@ -194,10 +194,16 @@ SELECT event_id, type, topic, task_id, attempts, last_status, last_error,
        created_at, failed_at, requeued_at, body::json AS event
   FROM taskevents.dead_letter;
 
+-- Wake the worker when the calling transaction commits.
+CREATE FUNCTION taskevents._wake_at_commit() RETURNS void
+    AS 'MODULE_PATHNAME', 'taskevents_wake_at_commit' LANGUAGE C;
+
 -- Send dead letters again (all of them when ids is NULL); returns how many.
 -- One without a body cannot be sent again and is left as it is.
+
 CREATE OR REPLACE FUNCTION taskevents.resend(ids uuid[] DEFAULT NULL) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog AS $$
+    SELECT taskevents._wake_at_commit();
     WITH r AS (UPDATE taskevents.dead_letter SET requeued_at = now()
                 WHERE (ids IS NULL OR event_id = ANY(ids)) AND body IS NOT NULL RETURNING 1)
     SELECT count(*) FROM r

@@ -55,6 +55,7 @@
 
 PG_FUNCTION_INFO_V1(taskevents_capture);
 PG_FUNCTION_INFO_V1(taskevents_capture_truncate);
+PG_FUNCTION_INFO_V1(taskevents_wake_at_commit);
 
 /* Where the task shape lives in one table's row type. */
 typedef struct CapMap
@@ -681,6 +682,14 @@ cap_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
+}
+
+/* taskevents._wake_at_commit(): wake the worker when this transaction commits. */
+Datum
+taskevents_wake_at_commit(PG_FUNCTION_ARGS)
+{
+	cap_wake_pending = true;
+	PG_RETURN_VOID();
 }
 
 /* A held-back moved row of a rolled-back subtransaction never happened. */

@@ -137,6 +137,7 @@ typedef struct WkRound
 static MemoryContext wk_cxt;
 static TeDbSlot *wk_slot;
 static bool wk_ready = false;	/* the extension's objects are this library's */
+static bool wk_was_off = true;	/* delivery was off in the last step */
 static bool wk_paused = false;	/* waiting for the readiness probe */
 static bool wk_sent = false;	/* the last round sent something */
 static bool wk_outage = false;	/* from the first pause to the first answer */
@@ -1166,12 +1167,18 @@ wk_paused_step(void)
 static long
 wk_step(void)
 {
-	if (!wk_ready || !te_enabled || wk_paused)
+	/*
+	 * Until delivery is on, and in its first step, the extension is looked
+	 * at afresh: the cursor read while delivery was off (during a restore,
+	 * say) may have changed since.
+	 */
+	if (!wk_ready || wk_was_off || wk_paused)
 	{
 		wk_open();				/* exits when the extension is gone */
 		if (!wk_ready)
 			return te_poll_interval_ms;
 	}
+	wk_was_off = !te_enabled;
 	if (!te_enabled)
 	{
 		wk_set_state_keep(TE_WORKER_DISABLED);
