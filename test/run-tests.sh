@@ -86,6 +86,13 @@ if ! run_suite TAP as_user make -s installcheck REGRESS=; then
     done
 fi
 
+# The fuzzer (test/fuzz/), a short bounded run, on the host's PostgreSQL
+# (bash test/fuzz/run.sh alone runs it for 10 minutes).
+if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ]; then
+    echo "== test/fuzz: the CloudEvent builder and the value renderers, 60 s"
+    run_suite fuzz env WORK="$WORK" bash test/fuzz/run.sh 60 || true
+fi
+
 # The real daprd and Apache Kafka (test/real/): on the host's PostgreSQL
 # and on the newest supported one.
 if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ] || [ "$PG_MAJOR" = "${TASKEVENTS_NEWEST_MAJOR:-$PG_MAJOR}" ]; then
@@ -107,7 +114,10 @@ for name in sys.argv[1:]:
     regress = re.search(r"All (\d+) tests passed", text)
     regress_failed = re.search(r"(\d+) of (\d+) tests failed", text)
     prove = re.search(r"^Files=\d+, Tests=(\d+)", text, re.M)
-    if plain:
+    fuzz = re.search(r"^fuzz: (\d+) inputs.*: no failure, no leak$", text, re.M)
+    if fuzz:
+        out.append(f"{name} {int(fuzz.group(1)):,} inputs")
+    elif plain:
         ok, bad = map(int, plain[-1])
         out.append(f"{name} {ok}/{ok + bad}")
     elif regress:
