@@ -478,6 +478,15 @@ bench_real() {
     real_stop_all
 }
 
+# Each benchmark starts without the databases of the ones before: every
+# database with the extension keeps a worker, and worker slots are few.
+drop_databases() {
+    local d
+    for d in $(q postgres "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')"); do
+        psql_ -d postgres -c "DROP DATABASE $d WITH (FORCE)"
+    done
+}
+
 bench_server
-for b in "${BENCHES[@]}"; do "bench_$b"; done
+for b in "${BENCHES[@]}"; do drop_databases; "bench_$b"; done
 print_table

@@ -18,7 +18,7 @@ ensure_packages
 [ -n "${WORK:-}" ] && [ -d "$WORK" ] || build_and_install
 
 F=$(mktemp -d /tmp/taskevents-fuzz.XXXXXX)
-CORPUS=${TASKEVENTS_FUZZ_CORPUS:-$HOME/.cache/taskevents/fuzz-corpus}
+CORPUS=${TASKEVENTS_CACHE:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/taskevents}/fuzz-corpus
 mkdir -p "$CORPUS"
 clang-14 -fPIC -shared -O1 -g -fsanitize=fuzzer-no-link -Wall -Wno-ignored-attributes \
     -I"$(pg_config --includedir-server)" -I"$TOP/src" "$TOP/test/fuzz/fuzz.c" "$TOP/src/cloudevent.c" \
