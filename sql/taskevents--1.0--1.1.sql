@@ -200,7 +200,6 @@ CREATE FUNCTION taskevents._wake_at_commit() RETURNS void
 
 -- Send dead letters again (all of them when ids is NULL); returns how many.
 -- One without a body cannot be sent again and is left as it is.
-
 CREATE OR REPLACE FUNCTION taskevents.resend(ids uuid[] DEFAULT NULL) RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog AS $$
     SELECT taskevents._wake_at_commit();

@@ -393,6 +393,7 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 		Datum		v = (Datum) 0;
 		int			start = buf.len,
 					old_at,
+					old_len,
 					new_at;
 
 		if (start > 1)
@@ -406,6 +407,7 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 		}
 		old_at = buf.len;
 		te_append_json_value(&buf, v, oldtype, oldnull);
+		old_len = buf.len - old_at;
 		appendStringInfoString(&buf, ",\"new\":");
 		new_at = buf.len;
 		v = heap_getattr(new->tuple, newatt[k], desc, &newnull);
@@ -415,8 +417,8 @@ cap_changes(const CapRow *old, const CapRow *new, bool *too_big)
 		 * Two values of other bits that read the same (NaNs with and without
 		 * the sign bit) are no change; SQL NULL and a json null are.
 		 */
-		if (!oldnull && !newnull && buf.len - new_at == new_at - old_at - (int) strlen(",\"new\":") &&
-			memcmp(buf.data + old_at, buf.data + new_at, buf.len - new_at) == 0)
+		if (!oldnull && !newnull && buf.len - new_at == old_len &&
+			memcmp(buf.data + old_at, buf.data + new_at, old_len) == 0)
 		{
 			buf.len = start;
 			buf.data[start] = '\0';

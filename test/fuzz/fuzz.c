@@ -308,6 +308,13 @@ fz_expect_time(JsonbContainer *c, const char *key, TimestampTz want, const char 
 		fz_fail(psprintf("\"%s\" is not the change's", key), event);
 }
 
+/* Bytes as a writer's text: valid in the database encoding, no NUL; or NULL. */
+static char *
+fz_text(const uint8_t *data, size_t size)
+{
+	return pg_verifymbstr((const char *) data, size, true) ? pnstrdup((const char *) data, size) : NULL;
+}
+
 /*
  * A change from the payload: two bytes of event bits and flags, two
  * timestamps of 8 bytes, then task id, user id, title, trace id and
@@ -328,8 +335,7 @@ fz_cloudevent(const uint8_t *data, size_t size)
 	c.events = (data[0] | data[1] << 8) & ~(TE_F_NO_TASK_ID | TE_F_TOO_BIG);
 	memcpy(&c.changed_at, data + 2, 8);
 	memcpy(&c.due_date, data + 10, 8);
-	rest = pnstrdup((const char *) data + 18, size - 18);
-	if (strlen(rest) != size - 18 || !pg_verifymbstr(rest, strlen(rest), true))
+	if ((rest = fz_text(data + 18, size - 18)) == NULL)
 		return -1;
 	for (int i = 0; i < 5 && rest; i++)
 	{
@@ -410,12 +416,10 @@ fz_one(const uint8_t *data, size_t size)
 			result = fz_cloudevent(data + 1, size - 1);
 		else
 		{
-			char	   *text = pnstrdup((const char *) data + 2, size - 2);
+			char	   *text = fz_text(data + 2, size - 2);
 
-			if (strlen(text) != size - 2 || !pg_verifymbstr(text, size - 2, true))
-				result = -1;
-			else
-				result = fz_value(fz_types[data[0] % (FZ_NTYPES + 1)], data[1], text);
+			result = text == NULL ? -1 :
+				fz_value(fz_types[data[0] % (FZ_NTYPES + 1)], data[1], text);
 		}
 	}
 	PG_CATCH();
@@ -450,8 +454,6 @@ fz_memory(void)
 static void
 fz_report_memory(void)
 {
-	if (getenv("FUZZ_MEMORY_STATS"))
-		MemoryContextStats(TopMemoryContext);
 	fprintf(stderr, "fuzz: long-lived memory %zu -> %zu bytes\n", fz_memory_before, fz_memory());
 }
 
@@ -463,7 +465,6 @@ te_fuzz(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	int			n;
 	char	  **argv;
-
 
 	deconstruct_array(args, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
 	argv = palloc0(sizeof(char *) * (n + 1));
