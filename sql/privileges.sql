@@ -42,6 +42,8 @@ SELECT count(*) FROM taskevents.queue_0;
 SELECT count(*) FROM taskevents.retry;
 SELECT count(*) FROM taskevents.pending;
 SELECT * FROM taskevents.preview(1);
+SELECT taskevents.resend();
+SELECT taskevents._wake_at_commit();
 RESET ROLE;
 CALL clear_queue();
 DROP ROLE monitor;
