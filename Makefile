@@ -11,6 +11,7 @@ OBJS = \
 	src/outbox.o \
 	src/cloudevent.o \
 	src/shared.o \
+	src/inflight.o \
 	src/dapr.o \
 	src/queue.o \
 	src/worker.o \

@@ -271,7 +271,8 @@ GRANT SELECT ON taskevents.outbox, taskevents.dead_letter TO pg_monitor;
 
 DO $$
 DECLARE
-    candidates regclass[];
+    script_path text := current_setting('search_path');
+    found regclass;
 BEGIN
     IF NOT taskevents._delivery_available() THEN
         RAISE WARNING 'taskevents: the library is not in shared_preload_libraries: changes are captured but nothing is delivered'
@@ -279,20 +280,20 @@ BEGIN
     END IF;
     PERFORM taskevents._start_delivery();
 
-    SELECT array_agg(c.oid::regclass ORDER BY n.nspname) INTO candidates
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relname = 'tasks' AND c.relkind = 'r'
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'taskevents')
-       AND n.nspname NOT LIKE 'pg\_%';
-    IF candidates IS NULL THEN
-        RAISE NOTICE 'taskevents: no table "tasks" found; attach yours with SELECT taskevents.attach(''schema.table'');';
-    ELSIF cardinality(candidates) > 1 THEN
-        RAISE NOTICE 'taskevents: several tables named "tasks" (%); attach one with SELECT taskevents.attach(''schema.table'');',
-            array_to_string(candidates, ', ');
+    -- The table an unqualified "tasks" names in a new session of this role
+    -- (CREATE EXTENSION runs the script with a search path of its own):
+    -- never one in a schema off that path, nor a temporary one.
+    PERFORM set_config('search_path',
+        (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path') || ', pg_temp', true);
+    found := pg_catalog.to_regclass('tasks');
+    PERFORM set_config('search_path', script_path, true);
+    IF found IS NULL OR (SELECT relkind <> 'r' OR relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = found) THEN
+        RAISE NOTICE 'taskevents: no table "tasks" on the search path; attach yours with SELECT taskevents.attach(''schema.table'');';
     ELSE
         BEGIN
-            PERFORM taskevents.attach(candidates[1]);
-            RAISE NOTICE 'taskevents: capturing changes of %', candidates[1];
+            PERFORM taskevents.attach(found);
+            RAISE NOTICE 'taskevents: capturing changes of % (owner %)', found::text,
+                (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class WHERE oid = found);
         EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
             RAISE WARNING '%', SQLERRM
                 USING HINT = 'Attach it with its column names: SELECT taskevents.attach(''tasks'', title => ''name'', ...);';

@@ -27,6 +27,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "inflight.h"
 #include "outbox.h"
 
 /* A relation of the taskevents schema, or InvalidOid (or an ERROR) when missing. */
@@ -102,6 +103,18 @@ ob_index_insert(Relation rel, HeapTuple tuple)
 	list_free(indexes);
 }
 
+/* Take the next number, noted as in flight until the transaction ends. */
+static int64
+ob_nextval(Oid seqid)
+{
+	int64		seq;
+
+	te_inflight_taking();
+	seq = nextval_internal(seqid, false);
+	te_inflight_took(seq);
+	return seq;
+}
+
 /*
  * The table a new change goes to, locked, and its sequence number: the queue
  * table of the number, or with 1.0's objects still installed (the library
@@ -114,9 +127,8 @@ ob_target(int64 *seq)
 	Oid			seqid = te_outbox_relid("outbox_seq", false);
 
 	/*
-	 * Have a transaction id before taking a number: the worker counts a
-	 * number given out before it noted the next transaction id as held by
-	 * an older transaction (queue.c).  A row change has one already; a
+	 * Have a transaction id before taking a number: a prepared transaction
+	 * is known by it (inflight.c).  A row change has one already; a
 	 * TRUNCATE's trigger runs before TRUNCATE takes one.
 	 */
 	(void) GetTopTransactionId();
@@ -128,11 +140,11 @@ ob_target(int64 *seq)
 
 		if (OidIsValid(te_outbox_relid(names[0], true)))
 		{
-			*seq = nextval_internal(seqid, false);
+			*seq = ob_nextval(seqid);
 			rel = ob_open(names[TE_QUEUE_TABLE_OF(*seq)]);
 		}
 		else if ((rel = ob_open("outbox")) != NULL)
-			*seq = nextval_internal(seqid, false);
+			*seq = ob_nextval(seqid);
 		if (rel != NULL)
 			return rel;
 		AcceptInvalidationMessages();

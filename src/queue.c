@@ -9,11 +9,9 @@
  * changes become visible out of order: the cursor is the highest number read
  * (hi) and the holes below it, numbers not seen yet.  A hole is a change
  * still being written, or one rolled back; each claim reads the rows above
- * hi and the rows in the holes.  A hole is closed for good once every
- * transaction that could have been given its number has ended: before each
- * claim the worker notes the last number given out and the next transaction
- * id (a checkpoint); once the oldest running transaction is past that id,
- * every number up to it that was not seen never will be.
+ * hi (up to the last number given out) and the rows in the holes.  A hole
+ * closes as soon as no transaction in flight holds its number (inflight.c):
+ * holes cost what is in flight, not what rolled back.
  *
  * Every record writes the cursor to taskevents.tick (insert only; the newest
  * row wins), in the same transaction as the round's outcomes: after a crash
@@ -22,9 +20,17 @@
  *
  * Changes whose event failed go to taskevents.retry as a whole copy, with
  * their state; so do the later changes of a task waiting behind one (per-task
- * order).  Once every change of a queue table is read and its run of numbers
- * is over, the table is emptied with TRUNCATE (never waiting for its lock:
- * a reader such as pg_dump just makes it wait for a later round).
+ * order).  Once every change of a queue table is read and its run of
+ * numbers is over, and every snapshot in the database (or of a standby
+ * with hot_standby_feedback, or of a slot) sees that, the table is emptied
+ * with TRUNCATE, never waiting for its lock.  TRUNCATE is not MVCC-safe: a
+ * snapshot older than the record that read the table's last change (say
+ * pg_dump's) would see the table empty and the changes still unread.
+ *
+ * The worker also checks the objects it relies on and halts, saying why,
+ * when a superuser has altered them (qu_check_objects()); rows that arrive
+ * by another path than the capture (a restore, a setval backwards) are read
+ * once and never collide with a writer's number.
  *
  * Every statement names its schemas, operators and functions: the worker
  * runs as a superuser in a database others own.
@@ -34,9 +40,13 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/transam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -49,8 +59,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "inflight.h"
 #include "outbox.h"
 #include "queue.h"
 #include "settings.h"
@@ -61,18 +73,25 @@ static Oid	qu_extension = InvalidOid;
 /* The cursor as last recorded (in TopMemoryContext). */
 static QuCursor qu_cursor;
 
-/* Checkpoints: every number up to last was given out to transactions before xid. */
-#define QU_MAX_CHECKPOINTS 64
-typedef struct QuCheckpoint
-{
-	int64		last;
-	TransactionId xid;
-} QuCheckpoint;
-static QuCheckpoint qu_checkpoints[QU_MAX_CHECKPOINTS];
-static int	qu_ncheckpoints = 0;
+/* Prepared transactions of before the worker started, whose numbers are unknown. */
+static TransactionId *qu_unknown_xids = NULL;
+static int	qu_nunknown = 0;
+static int64 qu_unknown_upto = 0;	/* the last number given out when they were found */
 
 /* The run of numbers each queue table was last emptied after (-1: not this time). */
 static int64 qu_emptied_run[TE_QUEUE_TABLES] = {-1, -1, -1};
+
+/*
+ * The run each queue table is ready to be emptied after, and the record
+ * transaction that first found it read: once every snapshot sees that one,
+ * none can see the table's changes as unread.
+ */
+typedef struct QuReady
+{
+	int64		run;			/* -1: none */
+	TransactionId xid;
+} QuReady;
+static QuReady qu_ready[TE_QUEUE_TABLES] = {{-1}, {-1}, {-1}};
 static TimestampTz qu_last_prune = 0;
 
 /* Where what a claim reads is kept (SPI's contexts end with its transaction). */
@@ -100,6 +119,10 @@ enum
 	PLAN_NEWEST_0,
 	PLAN_NEWEST_1,
 	PLAN_NEWEST_2,
+	PLAN_MAX_SEQ,
+	PLAN_SETVAL,
+	PLAN_PREPARED,
+	PLAN_SUBSCRIBED,
 	NUM_PLANS
 };
 
@@ -147,8 +170,9 @@ static const struct
 		"SELECT q.*, EXISTS (SELECT FROM taskevents.retry b"
 		"                     WHERE b.task_id OPERATOR(pg_catalog.=) q.task_id)"
 		"  FROM taskevents.queue q WHERE q.seq OPERATOR(pg_catalog.>) $1"
+		"   AND q.seq OPERATOR(pg_catalog.<=) $3"
 		" ORDER BY q.seq LIMIT $2",
-		2, {INT8OID, INT4OID}
+		3, {INT8OID, INT4OID, INT8OID}
 	},
 	[PLAN_CLAIM_RESEND] = {
 		"SELECT event_id, type, topic, task_id, body, attempts"
@@ -236,6 +260,23 @@ static const struct
 	},
 	[PLAN_NEWEST_2] = {
 		"SELECT changed_at FROM taskevents.queue_2 ORDER BY seq DESC LIMIT 1", 0, {0}
+	},
+	[PLAN_MAX_SEQ] = {
+		"SELECT pg_catalog.max(seq) FROM taskevents.queue", 0, {0}
+	},
+	[PLAN_SETVAL] = {
+		"SELECT pg_catalog.setval($1, $2)", 2, {REGCLASSOID, INT8OID}
+	},
+	[PLAN_PREPARED] = {
+		"SELECT transaction FROM pg_catalog.pg_prepared_xacts"
+		" WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()", 0, {0}
+	},
+	[PLAN_SUBSCRIBED] = {
+		"SELECT s.subname, c.relname FROM pg_catalog.pg_subscription_rel r"
+		"  JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) r.srsubid"
+		"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.srrelid"
+		" WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 LIMIT 1",
+		1, {OIDOID}
 	},
 };
 
@@ -430,6 +471,44 @@ qu_cursor_copy(QuCursor *dst, const QuCursor *src, MemoryContext cxt)
 	memcpy(dst->holes, src->holes, sizeof(QuRange) * src->nholes);
 }
 
+/* The last sequence number handed out. */
+static int64
+qu_last_seq(void)
+{
+	bool		isnull;
+	int64		last;
+
+	if (qu_exec(PLAN_LAST_SEQ, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "taskevents: taskevents.outbox_seq has no row");
+	last = DatumGetInt64(qu_get(0, 1, &isnull));
+	return DatumGetBool(qu_get(0, 2, &isnull)) ? last : last - 1;
+}
+
+/*
+ * Prepared transactions the in-flight table does not know (they were
+ * prepared before a restart): every number given out so far may be theirs
+ * while they last.
+ */
+static void
+qu_find_unknown_prepared(void)
+{
+	int			n = qu_exec(PLAN_PREPARED, NULL, SPI_OK_SELECT);
+
+	if (qu_unknown_xids == NULL)
+		qu_unknown_xids = MemoryContextAlloc(TopMemoryContext, sizeof(TransactionId) * Max(max_prepared_xacts, 1));
+	qu_nunknown = 0;
+	for (int i = 0; i < n && qu_nunknown < Max(max_prepared_xacts, 1); i++)
+	{
+		bool		isnull;
+		TransactionId xid = DatumGetTransactionId(qu_get(i, 1, &isnull));
+
+		if (!te_inflight_knows_prepared(xid))
+			qu_unknown_xids[qu_nunknown++] = xid;
+	}
+	if (qu_nunknown > 0)
+		qu_unknown_upto = qu_last_seq();
+}
+
 /*
  * Look at the installed extension (in a transaction of its own): ready to
  * deliver, absent, or installed with 1.0's objects (the library is newer).
@@ -473,53 +552,40 @@ qu_open(void)
 	}
 	else if (qu_cursor.holes == NULL)
 		qu_cursor.holes = MemoryContextAllocZero(TopMemoryContext, sizeof(QuRange));
+	qu_find_unknown_prepared();
 	qu_commit();
 	return QU_READY;
 }
 
-/* The last sequence number handed out. */
-static int64
-qu_last_seq(void)
-{
-	bool		isnull;
-	int64		last;
-
-	if (qu_exec(PLAN_LAST_SEQ, NULL, SPI_OK_SELECT) != 1)
-		elog(ERROR, "taskevents: taskevents.outbox_seq has no row");
-	last = DatumGetInt64(qu_get(0, 1, &isnull));
-	return DatumGetBool(qu_get(0, 2, &isnull)) ? last : last - 1;
-}
-
 /*
- * Note a checkpoint and return the highest number known final under the
- * snapshot: given out to transactions that have all ended.  Checkpoints
- * behind it are dropped; when there are too many (a transaction stays open
- * for long), every other one goes, which only delays closing holes.
+ * The numbers still in flight: the in-flight table's ranges, and every
+ * number up to qu_unknown_upto while a prepared transaction of unknown
+ * numbers lasts.
  */
-static int64
-qu_checkpoint(int64 last, TransactionId next_xid, TransactionId xmin)
+static int
+qu_in_flight(TeRange **ranges)
 {
-	int64		final = 0;
+	int			n = te_inflight_ranges(MyDatabaseId, ranges);
 	int			keep = 0;
 
-	for (int i = 0; i < qu_ncheckpoints; i++)
-	{
-		if (TransactionIdPrecedesOrEquals(qu_checkpoints[i].xid, xmin))
-			final = Max(final, qu_checkpoints[i].last);
-		else
-			qu_checkpoints[keep++] = qu_checkpoints[i];
-	}
-	qu_ncheckpoints = keep;
-	if (qu_ncheckpoints == QU_MAX_CHECKPOINTS)
-	{
-		keep = 0;
-		for (int i = 1; i < qu_ncheckpoints; i += 2)
-			qu_checkpoints[keep++] = qu_checkpoints[i];
-		qu_ncheckpoints = keep;
-	}
-	qu_checkpoints[qu_ncheckpoints].last = last;
-	qu_checkpoints[qu_ncheckpoints++].xid = next_xid;
-	return final;
+	for (int i = 0; i < qu_nunknown; i++)
+		if (TransactionIdIsInProgress(qu_unknown_xids[i]))
+			qu_unknown_xids[keep++] = qu_unknown_xids[i];
+	qu_nunknown = keep;
+	if (qu_nunknown == 0)
+		return n;
+	*ranges = repalloc(*ranges, sizeof(TeRange) * (n + 1));
+	memmove(*ranges + 1, *ranges, sizeof(TeRange) * n);
+	(*ranges)[0].lo = 1;
+	(*ranges)[0].hi = qu_unknown_upto;
+	for (int i = 1; i <= n && (*ranges)[i].lo <= qu_unknown_upto + 1; i++)
+		(*ranges)[0].hi = Max((*ranges)[0].hi, (*ranges)[i].hi);
+	/* drop what the first range swallowed */
+	keep = 1;
+	for (int i = 1; i <= n; i++)
+		if ((*ranges)[i].lo > (*ranges)[0].hi + 1)
+			(*ranges)[keep++] = (*ranges)[i];
+	return keep;
 }
 
 /* The size of a result row's title and changes, without detoasting them. */
@@ -569,9 +635,12 @@ qu_fit(int nrows, int limit, Size *budget)
 	return n;
 }
 
-/* Add [lo, hi] to a list of ranges in order (lo > every range's hi so far). */
+/*
+ * Add [lo, hi] to a list of ranges in order (lo > every range's hi so far),
+ * as far as it is in flight.
+ */
 static void
-qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
+qu_hole_add(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
 {
 	if (lo > hi)
 		return;
@@ -585,37 +654,50 @@ qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
 }
 
 /*
- * The cursor after a claim.  seqs: the numbers read (ascending); looked:
- * every visible change up to this number was read (or is one of seqs);
- * final: numbers up to this one that were not seen never will be.
+ * Add the hole [lo, hi] to a list of holes in order (lo > every hole's hi
+ * so far): up to looked, only as far as it is in flight; above, whole (it
+ * was not looked at).
  */
 static void
-qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, int64 looked, int64 final,
-		   QuCursor *new)
+qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi, int64 looked,
+			   const TeRange *flight, int nflight)
 {
-	int			cap = old->nholes + nseqs + 2;
+	for (int i = 0; i < nflight; i++)
+		qu_hole_add(holes, n, cap, Max(lo, flight[i].lo), Min(Min(hi, looked), flight[i].hi));
+	qu_hole_add(holes, n, cap, Max(lo, looked + 1), hi);
+}
+
+/*
+ * The cursor after a claim.  seqs: the numbers read (ascending); looked:
+ * every visible change up to this number was read (or is one of seqs);
+ * flight: the numbers still held by transactions in flight (in order, apart).
+ * A number up to looked neither read nor in flight never will be seen.
+ */
+static void
+qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, int64 looked,
+		   const TeRange *flight, int nflight, QuCursor *new)
+{
+	int			cap = old->nholes + nseqs + nflight + 2;
 	int			n = 0;
 	int			k = 0;
 	QuRange    *holes = palloc(sizeof(QuRange) * cap);
 
 	new->hi = Max(old->hi, looked);
-	final = Min(final, looked);
 
-	/* Old holes and the new gap above hi, less what was read and what is final. */
+	/* Old holes and the new gap above hi, less what was read and what is not in flight. */
 	for (int h = 0; h <= old->nholes; h++)
 	{
 		int64		lo = h < old->nholes ? old->holes[h].lo : old->hi + 1;
 		int64		hi = h < old->nholes ? old->holes[h].hi : new->hi;
 
-		lo = Max(lo, final + 1);
 		while (k < nseqs && seqs[k] < lo)
 			k++;
 		for (; k < nseqs && seqs[k] <= hi; k++)
 		{
-			qu_hole_append(&holes, &n, &cap, lo, seqs[k] - 1);
+			qu_hole_append(&holes, &n, &cap, lo, seqs[k] - 1, looked, flight, nflight);
 			lo = seqs[k] + 1;
 		}
-		qu_hole_append(&holes, &n, &cap, lo, hi);
+		qu_hole_append(&holes, &n, &cap, lo, hi, looked, flight, nflight);
 	}
 	new->holes = holes;
 	new->nholes = n;
@@ -674,7 +756,7 @@ qu_read_new(QuRound *r, int nrows, int limit, Size *budget, int64 *seqs)
  * holes' numbers are below the others); propose the next cursor.
  */
 static void
-qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
+qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *flight, int nflight)
 {
 	QuColumn	lo,
 				hi;
@@ -702,6 +784,7 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
 
 		args[0] = Int64GetDatum(qu_cursor.hi);
 		args[1] = Int32GetDatum(want);
+		args[2] = Int64GetDatum(last);
 		nrows = qu_exec(PLAN_CLAIM_ABOVE, args, SPI_OK_SELECT);
 		got = qu_read_new(r, nrows, want, budget, seqs + n);
 		n += got;
@@ -709,7 +792,7 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, int64 final)
 	}
 	r->more = r->more || looked != last;
 	old = MemoryContextSwitchTo(qu_round_cxt);	/* not SPI's: the cursor outlives it */
-	qu_advance(&qu_cursor, seqs, n, looked, final, &r->cursor);
+	qu_advance(&qu_cursor, seqs, n, looked, flight, nflight, &r->cursor);
 	MemoryContextSwitchTo(old);
 }
 
@@ -773,17 +856,97 @@ qu_cmp_seq(const void *a, const void *b)
 }
 
 /*
+ * What the queue relies on that a superuser can alter, or NULL when all is
+ * as the extension made it: a sequence that gives out one number at a time
+ * in order (with a cache, a number given out later may be one the worker
+ * already took for rolled back), tables that survive a crash, and tables
+ * that no subscription writes into (a publisher's queue would be delivered
+ * here too, and its TRUNCATEs empty this one).
+ */
+static const char *
+qu_check_objects(void)
+{
+	static const char *const logged[] = {"queue_0", "queue_1", "queue_2", "tick", "retry",
+	"dead_letter", "outbox_seq"};
+	Oid			seqid = te_outbox_relid("outbox_seq", false);
+	HeapTuple	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid));
+	Datum		arg;
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_sequence seq = (Form_pg_sequence) GETSTRUCT(tup);
+		bool		altered = seq->seqincrement != 1 || seq->seqcache != 1 || seq->seqcycle;
+		char	   *why = psprintf("taskevents.outbox_seq was altered (INCREMENT " INT64_FORMAT ", CACHE " INT64_FORMAT "%s): "
+								   "the queue needs one number at a time, in order; run ALTER SEQUENCE taskevents.outbox_seq INCREMENT 1 CACHE 1 NO CYCLE",
+								   seq->seqincrement, seq->seqcache, seq->seqcycle ? ", CYCLE" : "");
+
+		ReleaseSysCache(tup);
+		if (altered)
+			return why;
+	}
+	for (int i = 0; i < lengthof(logged); i++)
+	{
+		Oid			relid = te_outbox_relid(logged[i], false);
+
+		if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT)
+			return psprintf("taskevents.%s is unlogged: a crash would empty it; run ALTER %s taskevents.%s SET LOGGED",
+							logged[i], get_rel_relkind(relid) == RELKIND_SEQUENCE ? "SEQUENCE" : "TABLE", logged[i]);
+	}
+	arg = ObjectIdGetDatum(get_namespace_oid("taskevents", false));
+	if (qu_exec(PLAN_SUBSCRIBED, &arg, SPI_OK_SELECT) > 0)
+		return psprintf("taskevents.%s is written by subscription \"%s\": another database's queue would be delivered here too; "
+						"leave the schema taskevents out of the publication",
+						qu_text(0, 2), qu_text(0, 1));
+	return NULL;
+}
+
+/*
+ * The last number given out, moved forward first past every row of the
+ * queue and past the cursor: rows that arrived by another path than the
+ * capture (a restore, a setval backwards) are then read once, and no
+ * writer is given a number in use.
+ */
+static int64
+qu_last_seq_covering(void)
+{
+	int64		last = qu_last_seq();
+	int64		need = qu_cursor.hi;
+	bool		isnull;
+	Datum		d;
+
+	if (qu_exec(PLAN_MAX_SEQ, NULL, SPI_OK_SELECT) == 1)
+	{
+		d = qu_get(0, 1, &isnull);
+		if (!isnull)
+			need = Max(need, DatumGetInt64(d));
+	}
+	if (need > last)
+	{
+		Datum		args[2] = {ObjectIdGetDatum(te_outbox_relid("outbox_seq", false)), Int64GetDatum(need)};
+
+		ereport(WARNING,
+				(errmsg("taskevents: taskevents.outbox_seq is at " INT64_FORMAT ", behind the queue (" INT64_FORMAT "): moved forward",
+						last, need),
+				 errdetail("Queue rows arrived by another path than the capture trigger, or the sequence was set back.")));
+		(void) qu_exec(PLAN_SETVAL, args, SPI_OK_SELECT);
+		last = need;
+	}
+	return last;
+}
+
+/*
  * Claim a round, in one transaction: the due changes of taskevents.retry,
  * the changes above the cursor and in its holes, and the re-queued dead
  * letters; at most limit changes and about budget bytes.  False when the
- * extension is gone.
+ * extension is gone; r->halted says why nothing was claimed when the
+ * queue's objects were altered.
  */
 bool
 qu_claim(QuRound *r, int limit, Size budget)
 {
 	int64		last;
-	TransactionId next_xid;
-	int64		final;
+	TeRange    *flight;
+	int			nflight;
 	int			nretry;
 
 	memset(r, 0, sizeof(*r));
@@ -791,20 +954,30 @@ qu_claim(QuRound *r, int limit, Size budget)
 	r->changes = palloc0(sizeof(QuChange) * (limit + 1));
 	if (!qu_begin("taskevents: claiming"))
 		return false;
+	r->halted = qu_check_objects();
+	if (r->halted != NULL)
+	{
+		r->halted = MemoryContextStrdup(qu_round_cxt, r->halted);
+		qu_commit();
+		MemoryContextSwitchTo(qu_round_cxt);
+		qu_cursor_copy(&r->cursor, &qu_cursor, qu_round_cxt);
+		r->sleep_ms = te_poll_interval_ms;
+		return true;
+	}
 
 	/*
-	 * Every number up to last went to a transaction that had its id before
-	 * next_xid; the snapshot the rows are read with is taken after both.
+	 * The last number given out, then what is in flight, then the snapshot:
+	 * a number up to last that no transaction in flight holds either shows
+	 * in the snapshot or never will (inflight.c).
 	 */
-	last = qu_last_seq();
-	next_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
+	last = qu_last_seq_covering();
+	nflight = qu_in_flight(&flight);
 	PushActiveSnapshot(GetTransactionSnapshot());
-	final = qu_checkpoint(last, next_xid, GetActiveSnapshot()->xmin);
 	r->last_seq = last;
 
 	nretry = qu_claim_retry(r, limit, &budget);
 	if (nretry < limit && budget > 0)
-		qu_claim_new(r, limit - nretry, &budget, last, final);
+		qu_claim_new(r, limit - nretry, &budget, last, flight, nflight);
 	else
 	{
 		r->more = true;
@@ -996,36 +1169,70 @@ qu_retention_over(int table)
 	return GetCurrentTimestamp() - newest > (int64) te_retention_s * USECS_PER_SEC;
 }
 
+/* The last run of numbers of table t that is over, with last given out: -1 when none. */
+static int64
+qu_last_run(int t, int64 last)
+{
+	int64		current = (last + 1) / TE_QUEUE_RUN;
+	int64		run = current - ((current - t) % TE_QUEUE_TABLES + TE_QUEUE_TABLES) % TE_QUEUE_TABLES;
+
+	return run == current ? -1 : run;
+}
+
+/* Is a table ready to be emptied, and not yet? */
+static bool
+qu_empty_waiting(void)
+{
+	for (int t = 0; t < TE_QUEUE_TABLES; t++)
+		if (qu_ready[t].run >= 0 && qu_ready[t].run != qu_emptied_run[t])
+			return true;
+	return false;
+}
+
 /*
  * Empty the queue tables whose changes are all read and whose run of
  * numbers is over: table t holds runs k with k % 3 == t; once the run being
  * written is a later one and the cursor is past the end of t's last run, no
- * change in t is waiting and none is being written.  The lock is taken
- * without waiting (a reader, say pg_dump, keeps the table for a later
- * round), and the run is checked again under it: a writer given a number of
- * t's next run waits for the TRUNCATE and writes into the emptied table.
+ * change in t is waiting and none is being written.  The record that first
+ * finds so is noted (ready); the table is emptied only once every snapshot
+ * that can read it sees that record, so none sees its changes unread and
+ * the table empty.  The lock is taken without waiting (a reader keeps the
+ * table for a later round), and the run is checked again under it: a
+ * writer given a number of t's next run waits for the TRUNCATE and writes
+ * into the emptied table.  Returns the tables found ready by this record.
  */
-static void
+static int
 qu_empty_tables(const QuRound *r)
 {
 	int64		done = r->cursor.nholes > 0 ? r->cursor.holes[0].lo - 1 : r->cursor.hi;
+	int			found_ready = 0;
 
 	for (int t = 0; t < TE_QUEUE_TABLES; t++)
 	{
-		int64		current = (r->last_seq + 1) / TE_QUEUE_RUN;
-		int64		run = current - ((current - t) % TE_QUEUE_TABLES + TE_QUEUE_TABLES) % TE_QUEUE_TABLES;
+		int64		run = qu_last_run(t, r->last_seq);
 		char		name[16];
 		char		sql[64];
 		Oid			relid;
+		Relation	rel;
+		TransactionId horizon;
 
-		if (run == current || run < 0 || qu_emptied_run[t] == run ||
+		if (run < 0 || qu_emptied_run[t] == run ||
 			done < (run + 1) * TE_QUEUE_RUN - 1 || !qu_retention_over(t))
 			continue;
+		if (qu_ready[t].run != run)
+		{
+			found_ready |= 1 << t;	/* this record is the one every snapshot must see */
+			continue;
+		}
 		snprintf(name, sizeof(name), "queue_%d", t);
 		relid = te_outbox_relid(name, false);
 		if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
 			continue;
-		if ((qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
+		rel = table_open(relid, NoLock);
+		horizon = GetOldestNonRemovableTransactionId(rel);
+		table_close(rel, NoLock);
+		if (!TransactionIdPrecedes(qu_ready[t].xid, horizon) ||
+			(qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
 		{
 			UnlockRelationOid(relid, AccessExclusiveLock);
 			continue;
@@ -1035,6 +1242,7 @@ qu_empty_tables(const QuRound *r)
 			elog(ERROR, "taskevents: %s failed", sql);
 		qu_emptied_run[t] = run;
 	}
+	return found_ready;
 }
 
 /*
@@ -1045,9 +1253,11 @@ bool
 qu_record(QuRound *r)
 {
 	const QuCursor *c = &r->cursor;
+	int			ready;
+	TransactionId xid;
 
-	/* An idle round that moved nothing records nothing. */
-	if (r->nchanges == 0 && r->nresends == 0 && r->dead == NIL &&
+	/* An idle round that moved nothing records nothing (but empties a table that waits). */
+	if (r->nchanges == 0 && r->nresends == 0 && r->dead == NIL && !qu_empty_waiting() &&
 		c->hi == qu_cursor.hi && c->nholes == qu_cursor.nholes &&
 		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) == 0)
 		return true;
@@ -1057,8 +1267,15 @@ qu_record(QuRound *r)
 	qu_record_dead(r);
 	qu_record_resends(r);
 	qu_record_cursor(r);
-	qu_empty_tables(r);
+	ready = qu_empty_tables(r);
+	xid = ready ? GetTopTransactionId() : InvalidTransactionId;
 	qu_commit();
+	for (int t = 0; t < TE_QUEUE_TABLES; t++)
+		if (ready & (1 << t))
+		{
+			qu_ready[t].run = qu_last_run(t, r->last_seq);
+			qu_ready[t].xid = xid;
+		}
 
 	/* the round is recorded: its cursor is the worker's */
 	pfree(qu_cursor.holes);

@@ -83,6 +83,7 @@ typedef struct QuRound
 	bool		more;			/* cut short: more is waiting */
 	QuCursor	cursor;			/* where the queue is read up to after it */
 	int64		last_seq;		/* the last sequence number given out, at the claim */
+	const char *halted;			/* why nothing was claimed: the queue's objects were altered */
 } QuRound;
 
 typedef enum QuOpen

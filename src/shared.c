@@ -14,6 +14,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 
+#include "inflight.h"
 #include "settings.h"
 #include "shared.h"
 
@@ -35,6 +36,7 @@ sh_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(sh_size());
+	RequestAddinShmemSpace(te_inflight_shmem_size());
 	RequestNamedLWLockTranche("taskevents", 1);
 }
 
@@ -57,6 +59,8 @@ sh_startup(void)
 		for (int i = 0; i < te_shared->nslots; i++)
 			te_shared->slots[i].pgprocno = -1;
 	}
+	te_inflight_shmem_init(ShmemInitStruct("taskevents inflight", te_inflight_shmem_size(), &found),
+						   found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -21,7 +21,8 @@ typedef enum TeWorkerState
 	TE_WORKER_DISABLED,			/* taskevents.enabled = off */
 	TE_WORKER_STOPPED,
 	TE_WORKER_STANDBY_WAIT,		/* waiting for taskevents.standby_slots */
-	TE_WORKER_NEEDS_UPDATE		/* older SQL objects: ALTER EXTENSION ... UPDATE */
+	TE_WORKER_NEEDS_UPDATE,		/* older SQL objects: ALTER EXTENSION ... UPDATE */
+	TE_WORKER_HALTED			/* the queue's objects were altered (last_error says how) */
 } TeWorkerState;
 
 #define TE_LAST_ERROR_LEN 256

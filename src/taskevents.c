@@ -27,6 +27,7 @@
 
 #include "capture.h"
 #include "cloudevent.h"
+#include "inflight.h"
 #include "launcher.h"
 #include "outbox.h"
 #include "settings.h"
@@ -49,6 +50,7 @@ _PG_init(void)
 {
 	te_settings_init();
 	te_capture_init();
+	te_inflight_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		te_shared_request();
@@ -82,6 +84,8 @@ te_state_name(TeWorkerState state)
 			return "waiting for taskevents.standby_slots";
 		case TE_WORKER_NEEDS_UPDATE:
 			return "not delivering: run ALTER EXTENSION taskevents UPDATE";
+		case TE_WORKER_HALTED:
+			return "halted";
 	}
 	return "unknown";
 }

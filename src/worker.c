@@ -1105,6 +1105,17 @@ wk_count(WkRound *r)
 		wk_set_error(((QuDead *) llast(r->q.dead))->error);
 }
 
+/* The queue's objects were altered: deliver nothing until they are put right. */
+static void
+wk_halt(const char *why)
+{
+	if (wk_slot->state != TE_WORKER_HALTED)
+		ereport(WARNING,
+				(errmsg("taskevents: delivery in database \"%s\" halted: %s", wk_dbname, why)));
+	wk_set_state_keep(TE_WORKER_HALTED);
+	wk_set_error(why);
+}
+
 /*
  * One round: claim, build, send, record.  Returns how long to sleep: 0 when
  * more is waiting.
@@ -1116,6 +1127,16 @@ wk_round(void)
 
 	if (!qu_claim(&r->q, te_batch_size, WK_ROUND_BYTES))
 		wk_exit_absent();
+	if (r->q.halted != NULL)
+	{
+		wk_halt(r->q.halted);
+		return r->q.sleep_ms;
+	}
+	if (wk_slot->state == TE_WORKER_HALTED)
+	{
+		ereport(LOG, (errmsg("taskevents: the queue's objects are as delivery needs them again; delivery goes on")));
+		wk_set_state(TE_WORKER_DELIVERING, wk_slot->sidecar_reachable);
+	}
 	wk_sent = r->q.nchanges > 0 || r->q.nresends > 0;
 	if (!wk_sent)
 	{
@@ -1186,7 +1207,8 @@ wk_step(void)
 	}
 	if (wk_paused)
 		return wk_paused_step();
-	wk_set_state_keep(TE_WORKER_DELIVERING);
+	if (wk_slot->state != TE_WORKER_HALTED)
+		wk_set_state_keep(TE_WORKER_DELIVERING);
 	return wk_round();
 }
 
