@@ -53,6 +53,8 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -89,7 +91,9 @@ static int64 qu_emptied_run[TE_QUEUE_TABLES] = {-1, -1, -1};
 typedef struct QuReady
 {
 	int64		run;			/* -1: none */
-	TransactionId xid;
+	TransactionId xid;			/* the record that found the table read */
+	VirtualTransactionId *older;	/* transactions whose snapshot may be older */
+	int			nolder;
 } QuReady;
 static QuReady qu_ready[TE_QUEUE_TABLES] = {{-1}, {-1}, {-1}};
 static TimestampTz qu_last_prune = 0;
@@ -178,7 +182,8 @@ static const struct
 		"SELECT event_id, type, topic, task_id, body, attempts"
 		"  FROM taskevents.dead_letter"
 		" WHERE requeued_at IS NOT NULL AND body IS NOT NULL"
-		" ORDER BY requeued_at, seq, CASE WHEN type IN ('task.completed', 'task.uncompleted') THEN 1"
+		" ORDER BY requeued_at, seq,"
+		"   CASE WHEN type OPERATOR(pg_catalog.=) 'task.completed' OR type OPERATOR(pg_catalog.=) 'task.uncompleted' THEN 1"
 		"   WHEN type OPERATOR(pg_catalog.=) 'sync.task' THEN 2"
 		"   WHEN type OPERATOR(pg_catalog.~~) 'reminder.%' THEN 3 ELSE 0 END"
 		" LIMIT $1",
@@ -1190,6 +1195,62 @@ qu_empty_waiting(void)
 }
 
 /*
+ * Note the record that found a table read: its transaction id, and the
+ * transactions of this database that may hold a snapshot taken before it
+ * committed (their snapshot's xmin is not past it), as CREATE INDEX
+ * CONCURRENTLY finds them.  Called once that record has committed.
+ */
+static void
+qu_note_ready(int t, int64 run, TransactionId xid)
+{
+	QuReady    *q = &qu_ready[t];
+	VirtualTransactionId *older;
+
+	older = GetCurrentVirtualXIDs(xid, true, false, PROC_IN_VACUUM, &q->nolder);
+	if (q->older)
+		pfree(q->older);
+	q->older = MemoryContextAlloc(TopMemoryContext, sizeof(VirtualTransactionId) * (q->nolder + 1));
+	memcpy(q->older, older, sizeof(VirtualTransactionId) * q->nolder);
+	pfree(older);
+	q->run = run;
+	q->xid = xid;
+}
+
+/*
+ * Has every snapshot that may predate the record that found table t read
+ * gone?  The transactions noted then have ended, and no standby (with
+ * hot_standby_feedback) or replication slot holds an xmin up to that
+ * record (their snapshots cannot be told apart: a long transaction on the
+ * primary keeps their xmin back too).
+ */
+static bool
+qu_older_snapshots_gone(QuReady *q)
+{
+	TransactionId slot_xmin;
+	TransactionId catalog_xmin;
+	bool		gone = true;
+
+	for (int i = 0; i < q->nolder; i++)
+		if (!VirtualXactLock(q->older[i], false))
+			return false;
+	ProcArrayGetReplicationSlotXmin(&slot_xmin, &catalog_xmin);
+	if (TransactionIdIsNormal(slot_xmin) && TransactionIdPrecedesOrEquals(slot_xmin, q->xid))
+		return false;
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (int i = 0; i < ProcGlobal->allProcCount && gone; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+		TransactionId xmin = *(volatile TransactionId *) &proc->xmin;
+
+		if ((proc->statusFlags & PROC_AFFECTS_ALL_HORIZONS) && TransactionIdIsNormal(xmin) &&
+			TransactionIdPrecedesOrEquals(xmin, q->xid))
+			gone = false;
+	}
+	LWLockRelease(ProcArrayLock);
+	return gone;
+}
+
+/*
  * Empty the queue tables whose changes are all read and whose run of
  * numbers is over: table t holds runs k with k % 3 == t; once the run being
  * written is a later one and the cursor is past the end of t's last run, no
@@ -1213,8 +1274,6 @@ qu_empty_tables(const QuRound *r)
 		char		name[16];
 		char		sql[64];
 		Oid			relid;
-		Relation	rel;
-		TransactionId horizon;
 
 		if (run < 0 || qu_emptied_run[t] == run ||
 			done < (run + 1) * TE_QUEUE_RUN - 1 || !qu_retention_over(t))
@@ -1228,10 +1287,7 @@ qu_empty_tables(const QuRound *r)
 		relid = te_outbox_relid(name, false);
 		if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
 			continue;
-		rel = table_open(relid, NoLock);
-		horizon = GetOldestNonRemovableTransactionId(rel);
-		table_close(rel, NoLock);
-		if (!TransactionIdPrecedes(qu_ready[t].xid, horizon) ||
+		if (!qu_older_snapshots_gone(&qu_ready[t]) ||
 			(qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
 		{
 			UnlockRelationOid(relid, AccessExclusiveLock);
@@ -1272,10 +1328,7 @@ qu_record(QuRound *r)
 	qu_commit();
 	for (int t = 0; t < TE_QUEUE_TABLES; t++)
 		if (ready & (1 << t))
-		{
-			qu_ready[t].run = qu_last_run(t, r->last_seq);
-			qu_ready[t].xid = xid;
-		}
+			qu_note_ready(t, qu_last_run(t, r->last_seq), xid);
 
 	/* the round is recorded: its cursor is the worker's */
 	pfree(qu_cursor.holes);

@@ -74,12 +74,22 @@ isnt($node->safe_psql('postgres', "SELECT relfilenode FROM pg_class WHERE oid = 
 	$before, '... by TRUNCATE');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.queue_2'), '2', 'the current table keeps its changes');
 
-# 4. A change numbered in the first table's next run goes into the emptied table.
+# 4. A change numbered in the first table's next run goes into the emptied
+# table.  A session that holds a transaction id but no snapshot (idle in a
+# READ COMMITTED transaction) does not keep the third table from emptying:
+# its next statement takes a new snapshot.
+my $xid_holder = session($node);
+$xid_holder->query('BEGIN; SELECT pg_current_xact_id();');
 $node->safe_psql('postgres', "SELECT setval('taskevents.outbox_seq', 3 * 32768)");
 insert('back in the first table');
 wait_until('delivered from the reused table', sub { grep { $_ eq 'back in the first table' } @{ titles() } });
-is($node->safe_psql('postgres', 'SELECT title FROM taskevents.queue_0'), 'back in the first table',
+is($node->safe_psql('postgres', "SELECT string_agg(title, ',') FROM taskevents.queue_0"), 'back in the first table',
 	'the first table is written again');
+insert('again in the first table');
+wait_until('the third table is emptied while a transaction id is held', sub {
+	$node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.queue_2') eq '0' });
+$xid_holder->query('COMMIT;');
+$xid_holder->close;
 
 # 5. After a crash the worker resumes where it recorded: everything is
 # delivered (some events twice, with the same id), nothing is stuck.
