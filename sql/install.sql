@@ -25,38 +25,39 @@ SELECT count(*) AS schema_left FROM pg_namespace WHERE nspname = 'taskevents';
 INSERT INTO tasks (id, user_id, title) VALUES (gen_random_uuid(), gen_random_uuid(), 'no capture');
 DELETE FROM tasks;
 
--- Only the tasks table an unqualified name finds counts: a role that owns
--- a schema off the search path cannot plant one that wins, or that makes
--- the application's own table go unattached.
+-- A role that owns another schema, the database owner included, cannot
+-- plant a tasks table that gets attached, nor keep the application's from
+-- being attached silently: with two tables named tasks, none is attached
+-- and a WARNING names them and their owners.
 CREATE ROLE regress_mallory;
 CREATE SCHEMA other AUTHORIZATION regress_mallory;
 CREATE TABLE other.tasks (LIKE tasks INCLUDING ALL);
 ALTER TABLE other.tasks OWNER TO regress_mallory;
 CREATE EXTENSION taskevents;
-SELECT "table" = 'public.tasks'::regclass AS the_application_table FROM taskevents.attachments;
+SELECT count(*) FROM taskevents.attachments;
 DROP EXTENSION taskevents;
--- With the application's table named otherwise, the planted one is left alone.
+-- ... also when the planted one comes first on the search path.
+ALTER ROLE CURRENT_USER SET search_path = other, public;
+\c
+CREATE EXTENSION taskevents;
+SELECT count(*) FROM taskevents.attachments;
+DROP EXTENSION taskevents;
+ALTER ROLE CURRENT_USER RESET search_path;
+\c
+-- With the application's table named otherwise, the planted one, off the
+-- search path, is left alone.
 ALTER TABLE tasks RENAME TO todo_items;
 CREATE EXTENSION taskevents;
 SELECT count(*) FROM taskevents.attachments;
 DROP EXTENSION taskevents;
 -- A temporary table is the session's own, never the application's.
+DROP TABLE other.tasks;
 CREATE TEMP TABLE tasks (LIKE todo_items INCLUDING ALL);
 CREATE EXTENSION taskevents;
 SELECT count(*) FROM taskevents.attachments;
 DROP EXTENSION taskevents;
 DROP TABLE pg_temp.tasks;
 ALTER TABLE todo_items RENAME TO tasks;
--- The search path the session started with decides: the planted table,
--- first on that path, is what an unqualified name finds (as for every
--- unqualified name a superuser types: keep untrusted schemas off its path).
-ALTER ROLE CURRENT_USER SET search_path = other, public;
-\c
-CREATE EXTENSION taskevents;
-SELECT "table" = 'other.tasks'::regclass AS first_on_the_path FROM taskevents.attachments;
-DROP EXTENSION taskevents;
-ALTER ROLE CURRENT_USER RESET search_path;
-\c
 DROP SCHEMA other CASCADE;
 DROP ROLE regress_mallory;
 

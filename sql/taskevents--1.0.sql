@@ -272,6 +272,7 @@ GRANT SELECT ON taskevents.outbox, taskevents.dead_letter TO pg_monitor;
 DO $$
 DECLARE
     script_path text := current_setting('search_path');
+    candidates text;
     found regclass;
 BEGIN
     IF NOT taskevents._delivery_available() THEN
@@ -280,20 +281,35 @@ BEGIN
     END IF;
     PERFORM taskevents._start_delivery();
 
-    -- The table an unqualified "tasks" names in a new session of this role
-    -- (CREATE EXTENSION runs the script with a search path of its own):
-    -- never one in a schema off that path, nor a temporary one.
+    -- Capture is attached to a table named tasks only when it is the one
+    -- such table of the database and an unqualified "tasks" names it in a
+    -- new session of this role (CREATE EXTENSION runs the script with a
+    -- search path of its own).  Another schema's owner, the database owner
+    -- included, can then only keep it from being attached, loudly.
+    SELECT string_agg(format('%s (owner %s)', c.oid::regclass, pg_catalog.pg_get_userbyid(c.relowner)), ', '
+                      ORDER BY n.nspname)
+      INTO candidates
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relname = 'tasks' AND c.relkind = 'r' AND c.relpersistence <> 't'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'taskevents')
+       AND n.nspname NOT LIKE 'pg\_%';
     PERFORM set_config('search_path',
         (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'search_path') || ', pg_temp', true);
     found := pg_catalog.to_regclass('tasks');
     PERFORM set_config('search_path', script_path, true);
-    IF found IS NULL OR (SELECT relkind <> 'r' OR relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = found) THEN
-        RAISE NOTICE 'taskevents: no table "tasks" on the search path; attach yours with SELECT taskevents.attach(''schema.table'');';
+    IF found IS NOT NULL AND (SELECT relpersistence = 't' FROM pg_catalog.pg_class WHERE oid = found) THEN
+        found := NULL;
+    END IF;
+    IF candidates IS NULL THEN
+        RAISE NOTICE 'taskevents: no table "tasks" found; attach yours with SELECT taskevents.attach(''schema.table'');';
+    ELSIF found IS NULL OR candidates LIKE '%),%' THEN
+        RAISE WARNING 'taskevents: no table attached: tables named "tasks": %', candidates
+            USING DETAIL = CASE WHEN found IS NULL THEN 'None of them is on the search path.'
+                                ELSE 'There are several.' END,
+                  HINT = 'Attach yours: SELECT taskevents.attach(''schema.table'');';
     ELSE
         BEGIN
             PERFORM taskevents.attach(found);
-            RAISE NOTICE 'taskevents: capturing changes of % (owner %)', found::text,
-                (SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class WHERE oid = found);
         EXCEPTION WHEN undefined_column OR datatype_mismatch THEN
             RAISE WARNING '%', SQLERRM
                 USING HINT = 'Attach it with its column names: SELECT taskevents.attach(''tasks'', title => ''name'', ...);';

@@ -5,7 +5,9 @@
  *
  * One slot per backend, written by that backend only, under a spinlock:
  * before a capture takes a number it marks itself taking (the number is
- * not known yet: every number counts as in flight), then notes the number.
+ * not known yet: every number counts as in flight), then notes the number,
+ * in a few ranges (a transaction that writes now and then covers little
+ * more than its own numbers).
  * The slot is cleared once the transaction has ended, after its commit is
  * visible to new snapshots (xact callbacks run after the proc array is
  * updated).  So the worker, reading the last number given out, then the
@@ -32,21 +34,27 @@
 #include "compat.h"
 #include "inflight.h"
 
+/* The numbers a transaction took, as a few ranges (closest ones merged). */
+#define IN_RANGES 8
+typedef struct InRanges
+{
+	int			n;
+	TeRange		r[IN_RANGES];	/* in order, apart */
+} InRanges;
+
 typedef struct InSlot
 {
 	slock_t		mutex;
 	Oid			dboid;			/* InvalidOid: holds no number */
 	bool		taking;			/* taking a number now */
-	int64		lo;				/* numbers taken, [lo, hi]; lo 0: none yet */
-	int64		hi;
+	InRanges	took;
 } InSlot;
 
 typedef struct InPrepared
 {
 	Oid			dboid;
 	TransactionId xid;			/* InvalidTransactionId: free */
-	int64		lo;
-	int64		hi;
+	InRanges	took;
 } InPrepared;
 
 typedef struct InShared
@@ -94,9 +102,50 @@ in_my_slot(void)
 {
 	int			n = TE_PROC_NUMBER();
 
-	if (in_shared == NULL || n < 0 || n >= in_shared->nslots)
+	if (in_shared == NULL)
 		return NULL;
+	if (n < 0 || n >= in_shared->nslots)
+		elog(ERROR, "taskevents: process number %d has no in-flight slot", n);
 	return &in_shared->slots[n];
+}
+
+/* Add seq to a set of ranges: extend, insert in order, or merge the closest two. */
+static void
+in_add(InRanges *t, int64 seq)
+{
+	int			i = 0;
+	int			best = 0;
+
+	while (i < t->n && t->r[i].hi < seq - 1)
+		i++;
+	if (i < t->n && t->r[i].lo - 1 <= seq)
+	{
+		/* touches or falls in range i (seq >= 1: no overflow) */
+		t->r[i].lo = Min(t->r[i].lo, seq);
+		t->r[i].hi = Max(t->r[i].hi, seq);
+		if (i + 1 < t->n && t->r[i + 1].lo - 1 <= t->r[i].hi)
+		{
+			t->r[i].hi = Max(t->r[i].hi, t->r[i + 1].hi);
+			memmove(&t->r[i + 1], &t->r[i + 2], sizeof(TeRange) * (t->n - i - 2));
+			t->n--;
+		}
+		return;
+	}
+	if (t->n == IN_RANGES)
+	{
+		/* merge the two closest neighbours to make room */
+		for (int k = 1; k < t->n - 1; k++)
+			if (t->r[k + 1].lo - t->r[k].hi < t->r[best + 1].lo - t->r[best].hi)
+				best = k;
+		t->r[best].hi = t->r[best + 1].hi;
+		memmove(&t->r[best + 1], &t->r[best + 2], sizeof(TeRange) * (t->n - best - 2));
+		t->n--;
+		in_add(t, seq);			/* seq may fall in the merged range now */
+		return;
+	}
+	memmove(&t->r[i + 1], &t->r[i], sizeof(TeRange) * (t->n - i));
+	t->r[i].lo = t->r[i].hi = seq;
+	t->n++;
 }
 
 /* A capture is about to take a number. */
@@ -114,7 +163,7 @@ te_inflight_taking(void)
 	in_holding = true;
 }
 
-/* ... and took seq. */
+/* ... and took seq (0: none, nextval failed). */
 void
 te_inflight_took(int64 seq)
 {
@@ -123,8 +172,8 @@ te_inflight_took(int64 seq)
 	if (s == NULL)
 		return;
 	SpinLockAcquire(&s->mutex);
-	s->lo = s->lo == 0 ? seq : Min(s->lo, seq);
-	s->hi = Max(s->hi, seq);
+	if (seq > 0)
+		in_add(&s->took, seq);
 	s->taking = false;
 	SpinLockRelease(&s->mutex);
 }
@@ -137,9 +186,24 @@ in_clear(void)
 	SpinLockAcquire(&s->mutex);
 	s->dboid = InvalidOid;
 	s->taking = false;
-	s->lo = s->hi = 0;
+	s->took.n = 0;
 	SpinLockRelease(&s->mutex);
 	in_holding = false;
+}
+
+/*
+ * The ranges a slot covers: those taken and, while it takes a number that
+ * is not known yet, every number from its first on (or from 1).
+ */
+static int
+in_slot_ranges(const InSlot *s, TeRange *out)
+{
+	memcpy(out, s->took.r, sizeof(TeRange) * s->took.n);
+	if (!s->taking)
+		return s->took.n;
+	out[0].lo = s->took.n > 0 ? s->took.r[0].lo : 1;
+	out[0].hi = PG_INT64_MAX;
+	return 1;
 }
 
 /*
@@ -172,19 +236,17 @@ in_prepared_sweep(void)
 	return free_entry;
 }
 
-/* Before PREPARE: the range moves to the prepared table (the slot is cleared at PREPARE). */
+/* Before PREPARE: the ranges move to the prepared table (the slot is cleared at PREPARE). */
 static void
 in_prepare(void)
 {
 	InSlot	   *s = in_my_slot();
 	TransactionId xid = GetTopTransactionIdIfAny();
-	int64		lo,
-				hi;
+	InRanges	took;
 	InPrepared *p;
 
 	SpinLockAcquire(&s->mutex);
-	lo = s->taking || s->lo == 0 ? 1 : s->lo;
-	hi = s->taking ? PG_INT64_MAX : s->hi;
+	took.n = in_slot_ranges(s, took.r);
 	SpinLockRelease(&s->mutex);
 	for (;;)
 	{
@@ -200,8 +262,7 @@ in_prepare(void)
 		SpinLockRelease(&in_shared->prepared_mutex);
 	}
 	p->dboid = MyDatabaseId;
-	p->lo = lo;
-	p->hi = hi;
+	p->took = took;
 	p->xid = xid;
 	SpinLockRelease(&in_shared->prepared_mutex);
 }
@@ -266,7 +327,7 @@ in_merge(TeRange *r, int n)
 	qsort(r, n, sizeof(TeRange), in_cmp_range);
 	for (int i = 0; i < n; i++)
 	{
-		if (k > 0 && r[i].lo <= r[k - 1].hi + 1)
+		if (k > 0 && r[i].lo - 1 <= r[k - 1].hi)	/* lo >= 1: no overflow */
 			r[k - 1].hi = Max(r[k - 1].hi, r[i].hi);
 		else
 			r[k++] = r[i];
@@ -285,17 +346,14 @@ te_inflight_ranges(Oid dboid, TeRange **ranges)
 		*ranges = palloc(sizeof(TeRange));
 		return 0;
 	}
-	r = palloc(sizeof(TeRange) * (in_shared->nslots + in_shared->nprepared + 1));
+	r = palloc(sizeof(TeRange) * (in_shared->nslots + in_shared->nprepared + 1) * IN_RANGES);
 	for (int i = 0; i < in_shared->nslots; i++)
 	{
 		InSlot	   *s = &in_shared->slots[i];
 
 		SpinLockAcquire(&s->mutex);
-		if (s->dboid == dboid && (s->taking || s->lo > 0))
-		{
-			r[n].lo = s->taking || s->lo == 0 ? 1 : s->lo;
-			r[n++].hi = s->taking ? PG_INT64_MAX : s->hi;
-		}
+		if (s->dboid == dboid)
+			n += in_slot_ranges(s, r + n);
 		SpinLockRelease(&s->mutex);
 	}
 	(void) in_prepared_sweep();
@@ -306,8 +364,8 @@ te_inflight_ranges(Oid dboid, TeRange **ranges)
 
 		if (TransactionIdIsValid(p->xid) && p->dboid == dboid)
 		{
-			r[n].lo = p->lo;
-			r[n++].hi = p->hi;
+			memcpy(r + n, p->took.r, sizeof(TeRange) * p->took.n);
+			n += p->took.n;
 		}
 	}
 	SpinLockRelease(&in_shared->prepared_mutex);

@@ -107,11 +107,25 @@ ob_index_insert(Relation rel, HeapTuple tuple)
 static int64
 ob_nextval(Oid seqid)
 {
-	int64		seq;
+	volatile int64 seq;
 
 	te_inflight_taking();
-	seq = nextval_internal(seqid, false);
+	PG_TRY();
+	{
+		seq = nextval_internal(seqid, false);
+	}
+	PG_CATCH();
+	{
+		te_inflight_took(0);	/* none given out; a savepoint may carry on */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	te_inflight_took(seq);
+	if (seq < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("taskevents: taskevents.outbox_seq gave " INT64_FORMAT ", below 1", seq),
+				 errhint("Run ALTER SEQUENCE taskevents.outbox_seq MINVALUE 1 RESTART WITH the highest number in the queue plus one.")));
 	return seq;
 }
 

@@ -52,7 +52,10 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/lmgr.h"
+#include "storage/fd.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -94,6 +97,7 @@ typedef struct QuReady
 	TransactionId xid;			/* the record that found the table read */
 	VirtualTransactionId *older;	/* transactions whose snapshot may be older */
 	int			nolder;
+	bool		again;			/* note them again once these have ended */
 } QuReady;
 static QuReady qu_ready[TE_QUEUE_TABLES] = {{-1}, {-1}, {-1}};
 static TimestampTz qu_last_prune = 0;
@@ -583,12 +587,12 @@ qu_in_flight(TeRange **ranges)
 	memmove(*ranges + 1, *ranges, sizeof(TeRange) * n);
 	(*ranges)[0].lo = 1;
 	(*ranges)[0].hi = qu_unknown_upto;
-	for (int i = 1; i <= n && (*ranges)[i].lo <= qu_unknown_upto + 1; i++)
+	for (int i = 1; i <= n && (*ranges)[i].lo - 1 <= qu_unknown_upto; i++)
 		(*ranges)[0].hi = Max((*ranges)[0].hi, (*ranges)[i].hi);
-	/* drop what the first range swallowed */
+	/* drop what the first range swallowed (lo >= 1: no overflow) */
 	keep = 1;
 	for (int i = 1; i <= n; i++)
-		if ((*ranges)[i].lo > (*ranges)[0].hi + 1)
+		if ((*ranges)[i].lo - 1 > (*ranges)[0].hi)
 			(*ranges)[keep++] = (*ranges)[i];
 	return keep;
 }
@@ -872,7 +876,7 @@ static const char *
 qu_check_objects(void)
 {
 	static const char *const logged[] = {"queue_0", "queue_1", "queue_2", "tick", "retry",
-	"dead_letter", "outbox_seq"};
+	"dead_letter", "outbox_seq", "tick_id_seq"};
 	Oid			seqid = te_outbox_relid("outbox_seq", false);
 	HeapTuple	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid));
 	Datum		arg;
@@ -880,10 +884,13 @@ qu_check_objects(void)
 	if (HeapTupleIsValid(tup))
 	{
 		Form_pg_sequence seq = (Form_pg_sequence) GETSTRUCT(tup);
-		bool		altered = seq->seqincrement != 1 || seq->seqcache != 1 || seq->seqcycle;
-		char	   *why = psprintf("taskevents.outbox_seq was altered (INCREMENT " INT64_FORMAT ", CACHE " INT64_FORMAT "%s): "
-								   "the queue needs one number at a time, in order; run ALTER SEQUENCE taskevents.outbox_seq INCREMENT 1 CACHE 1 NO CYCLE",
-								   seq->seqincrement, seq->seqcache, seq->seqcycle ? ", CYCLE" : "");
+		bool		altered = seq->seqincrement != 1 || seq->seqcache != 1 || seq->seqcycle ||
+			seq->seqmin != 1 || seq->seqmax != PG_INT64_MAX;
+		char	   *why = psprintf("taskevents.outbox_seq was altered (INCREMENT " INT64_FORMAT ", CACHE " INT64_FORMAT
+								   ", MINVALUE " INT64_FORMAT ", MAXVALUE " INT64_FORMAT "%s): "
+								   "the queue needs one number at a time, in order; run ALTER SEQUENCE taskevents.outbox_seq "
+								   "INCREMENT 1 CACHE 1 NO CYCLE MINVALUE 1 NO MAXVALUE",
+								   seq->seqincrement, seq->seqcache, seq->seqmin, seq->seqmax, seq->seqcycle ? ", CYCLE" : "");
 
 		ReleaseSysCache(tup);
 		if (altered)
@@ -909,11 +916,14 @@ qu_check_objects(void)
  * The last number given out, moved forward first past every row of the
  * queue and past the cursor: rows that arrived by another path than the
  * capture (a restore, a setval backwards) are then read once, and no
- * writer is given a number in use.
+ * writer is given a number in use.  The sequence is moved under a lock
+ * that keeps writers from taking numbers meanwhile (never waiting for it:
+ * a later claim moves it), so it never moves back.
  */
 static int64
 qu_last_seq_covering(void)
 {
+	Oid			seqid = te_outbox_relid("outbox_seq", false);
 	int64		last = qu_last_seq();
 	int64		need = qu_cursor.hi;
 	bool		isnull;
@@ -925,10 +935,11 @@ qu_last_seq_covering(void)
 		if (!isnull)
 			need = Max(need, DatumGetInt64(d));
 	}
-	if (need > last)
+	if (need > last && ConditionalLockRelationOid(seqid, ExclusiveLock) && (last = qu_last_seq()) < need)
 	{
-		Datum		args[2] = {ObjectIdGetDatum(te_outbox_relid("outbox_seq", false)), Int64GetDatum(need)};
+		Datum		args[2] = {ObjectIdGetDatum(seqid), Int64GetDatum(need)};
 
+		/* held until the claim commits: no writer takes a number meanwhile */
 		ereport(WARNING,
 				(errmsg("taskevents: taskevents.outbox_seq is at " INT64_FORMAT ", behind the queue (" INT64_FORMAT "): moved forward",
 						last, need),
@@ -1194,60 +1205,123 @@ qu_empty_waiting(void)
 	return false;
 }
 
+/* Is a snapshot exported (pg_export_snapshot(), a replication slot's)? */
+static bool
+qu_snapshot_exported(void)
+{
+	DIR		   *dir = AllocateDir("pg_snapshots");
+	struct dirent *de;
+	bool		found = false;
+
+	while (!found && (de = ReadDir(dir, "pg_snapshots")) != NULL)
+		found = de->d_name[0] != '.';
+	FreeDir(dir);
+	return found;
+}
+
 /*
- * Note the record that found a table read: its transaction id, and the
- * transactions of this database that may hold a snapshot taken before it
- * committed (their snapshot's xmin is not past it), as CREATE INDEX
- * CONCURRENTLY finds them.  Called once that record has committed.
+ * Note the transactions of this database that may hold a snapshot taken
+ * before the record xid committed (their snapshot's xmin is not past it),
+ * as CREATE INDEX CONCURRENTLY finds them.
  */
 static void
-qu_note_ready(int t, int64 run, TransactionId xid)
+qu_note_older(QuReady *q)
 {
-	QuReady    *q = &qu_ready[t];
 	VirtualTransactionId *older;
 
-	older = GetCurrentVirtualXIDs(xid, true, false, PROC_IN_VACUUM, &q->nolder);
+	older = GetCurrentVirtualXIDs(q->xid, true, false, PROC_IN_VACUUM, &q->nolder);
 	if (q->older)
 		pfree(q->older);
 	q->older = MemoryContextAlloc(TopMemoryContext, sizeof(VirtualTransactionId) * (q->nolder + 1));
 	memcpy(q->older, older, sizeof(VirtualTransactionId) * q->nolder);
 	pfree(older);
-	q->run = run;
-	q->xid = xid;
 }
 
 /*
- * Has every snapshot that may predate the record that found table t read
- * gone?  The transactions noted then have ended, and no standby (with
- * hot_standby_feedback) or replication slot holds an xmin up to that
- * record (their snapshots cannot be told apart: a long transaction on the
- * primary keeps their xmin back too).
+ * Note the record that found a table read, once it has committed, and the
+ * transactions that may hold an older snapshot.  Those are noted a second
+ * time once they have ended: one of them may have exported its snapshot
+ * meanwhile, and an importer holds it (it must import while its exporter
+ * runs, so it is running when they have all ended); more times while
+ * snapshots are being exported.
+ */
+static void
+qu_note_ready(int t, int64 run, TransactionId xid)
+{
+	QuReady    *q = &qu_ready[t];
+
+	q->run = run;
+	q->xid = xid;
+	q->again = true;
+	qu_note_older(q);
+}
+
+/*
+ * The xmin of the snapshots a live standby with hot_standby_feedback, or a
+ * replication slot, holds (InvalidTransactionId: none).  A walsender's
+ * PGPROC keeps its xmin after it exits: only live walsenders count.
+ */
+static TransactionId
+qu_standby_xmin(void)
+{
+	TransactionId oldest;
+	TransactionId catalog_xmin;
+
+	ProcArrayGetReplicationSlotXmin(&oldest, &catalog_xmin);
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (int i = 0; WalSndCtl != NULL && i < max_wal_senders; i++)
+	{
+		WalSnd	   *w = &WalSndCtl->walsnds[i];
+		pid_t		pid;
+		PGPROC	   *proc;
+		TransactionId xmin;
+
+		SpinLockAcquire(&w->mutex);
+		pid = w->pid;
+		SpinLockRelease(&w->mutex);
+		proc = pid != 0 ? BackendPidGetProcWithLock(pid) : NULL;
+		if (proc == NULL || !(proc->statusFlags & PROC_AFFECTS_ALL_HORIZONS))
+			continue;
+		xmin = *(volatile TransactionId *) &proc->xmin;
+		if (TransactionIdIsNormal(xmin) &&
+			(!TransactionIdIsNormal(oldest) || TransactionIdPrecedes(xmin, oldest)))
+			oldest = xmin;
+	}
+	LWLockRelease(ProcArrayLock);
+	return oldest;
+}
+
+/*
+ * Has every snapshot that may predate the record that found a table read
+ * gone?  The transactions noted have ended (noted again as said above), and
+ * no live standby with hot_standby_feedback nor any replication slot holds
+ * an xmin up to that record (their snapshots cannot be told apart: a long
+ * transaction on the primary keeps their xmin back too).
  */
 static bool
 qu_older_snapshots_gone(QuReady *q)
 {
-	TransactionId slot_xmin;
-	TransactionId catalog_xmin;
-	bool		gone = true;
+	TransactionId standby = qu_standby_xmin();
 
-	for (int i = 0; i < q->nolder; i++)
-		if (!VirtualXactLock(q->older[i], false))
-			return false;
-	ProcArrayGetReplicationSlotXmin(&slot_xmin, &catalog_xmin);
-	if (TransactionIdIsNormal(slot_xmin) && TransactionIdPrecedesOrEquals(slot_xmin, q->xid))
+	if (TransactionIdIsNormal(standby) && TransactionIdPrecedesOrEquals(standby, q->xid))
 		return false;
-	LWLockAcquire(ProcArrayLock, LW_SHARED);
-	for (int i = 0; i < ProcGlobal->allProcCount && gone; i++)
+	for (;;)
 	{
-		PGPROC	   *proc = &ProcGlobal->allProcs[i];
-		TransactionId xmin = *(volatile TransactionId *) &proc->xmin;
+		bool		exported = qu_snapshot_exported();
 
-		if ((proc->statusFlags & PROC_AFFECTS_ALL_HORIZONS) && TransactionIdIsNormal(xmin) &&
-			TransactionIdPrecedesOrEquals(xmin, q->xid))
-			gone = false;
+		for (int i = 0; i < q->nolder; i++)
+			if (!VirtualXactLock(q->older[i], false))
+			{
+				q->again |= exported;
+				return false;
+			}
+		if (!q->again)
+			return true;
+		q->again = exported;
+		qu_note_older(q);
+		if (q->nolder == 0)
+			return true;
 	}
-	LWLockRelease(ProcArrayLock);
-	return gone;
 }
 
 /*
@@ -1283,12 +1357,13 @@ qu_empty_tables(const QuRound *r)
 			found_ready |= 1 << t;	/* this record is the one every snapshot must see */
 			continue;
 		}
+		if (!qu_older_snapshots_gone(&qu_ready[t]))
+			continue;
 		snprintf(name, sizeof(name), "queue_%d", t);
 		relid = te_outbox_relid(name, false);
 		if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
 			continue;
-		if (!qu_older_snapshots_gone(&qu_ready[t]) ||
-			(qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
+		if ((qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
 		{
 			UnlockRelationOid(relid, AccessExclusiveLock);
 			continue;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (never timed assertions in tests): one throw-away server, one
 # Markdown table out, with the machine it ran on.
-#   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [idle]
+#   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [holes] [idle]
 #                                                               (none: all)
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
@@ -25,6 +25,10 @@
 #          READ transaction holds the xmin horizon: worker CPU, queue size,
 #          commit->sidecar p99 and writer latency, first and last minute;
 #          then how long the backlog takes once the transaction ends.
+# holes    BENCH_HOLES_SECONDS (120) of 500 lifecycles/s and 500 rolled-back
+#          INSERTs/s while one session holds a written task open (its xid and
+#          a queue number) the whole time: changes waiting, the cursor's holes
+#          and the size of its row, every 10 s; then the backlog once it commits.
 # idle     BENCH_IDLE_SECONDS (600) with nothing to deliver: the worker's
 #          memory, CPU and wake-ups.
 # real     (only when named) the real pipeline of test/real/lib.sh: a real
@@ -35,9 +39,9 @@
 source "$(dirname "$0")/setup.sh"
 source "$(dirname "$0")/real/lib.sh"
 
-ALL=(capture keepup drain latency soak pinned idle real)
+ALL=(capture keepup drain latency soak pinned holes idle real)
 BENCHES=("$@")
-[ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned idle)
+[ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned holes idle)
 for b in "${BENCHES[@]}"; do
     [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
 done
@@ -46,6 +50,7 @@ ROUNDS=${BENCH_ROUNDS:-9}
 SOAK=${BENCH_SOAK_SECONDS:-600}
 PINNED=${BENCH_PINNED_SECONDS:-600}
 IDLE=${BENCH_IDLE_SECONDS:-600}
+HOLES=${BENCH_HOLES_SECONDS:-120}
 PGPORT=54330
 
 [[ " ${BENCHES[*]} " == *" real "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
@@ -408,6 +413,38 @@ bench_pinned() {
     row "pinned: writer latency (pgbench), first / last minute" "$wf / $wl ms" "flat" pinned
     row "pinned: backlog after the transaction ends" "empty in $((SECONDS - i)) s" "drains" pinned
     note "pinned: pgbench -R 500 -P 60 for $PINNED s of the capture lifecycle while another session holds a REPEATABLE READ transaction open (one SELECT, then idle); per minute (minute, worker CPU %, queue MB, waiting, dead rows in the taskevents tables): $(tr '\n' ';' < "$B/pinned.samples" | sed 's/;$//'); commit->sidecar latency per minute (minute, events, p50, p99, max ms): $(tr '\n' ';' < "$B/pinned.latency" | sed 's/;$//')."
+}
+
+# holes: rollbacks around a transaction held open: holes cost what is in flight.
+bench_holes() {
+    local pid pl pr c0 i first last
+    say "holes: $HOLES s of 500 lifecycles/s and 500 rollbacks/s around a transaction held open"
+    sidecar
+    new_db holes taskevents
+    pid=$(q holes 'SELECT pid FROM taskevents.status')
+    psql_ -d holes -c "BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'held open'); SELECT pg_sleep($HOLES + 60); COMMIT;" \
+        >/dev/null 2>&1 &
+    : > "$B/holes.samples"
+    pgbench_ -R 500 -T "$HOLES" -f "$WORK/test/bench/lifecycle.sql" holes > "$B/holes.out" 2>&1 &
+    pl=$!
+    pgbench_ -R 500 -T "$HOLES" -f "$WORK/test/bench/rollback.sql" holes > "$B/holes_rollback.out" 2>&1 &
+    pr=$!
+    for ((i = 10; i <= HOLES; i += 10)); do   # second, worker CPU %, waiting, holes, cursor row bytes
+        c0=$(cpu "$pid")
+        sleep 10
+        echo "$i $(awk -v c="$(( $(cpu "$pid") - c0 ))" -v t="$TICKS" 'BEGIN {printf "%.0f", c / t / 10 * 100}') $(q holes 'SELECT count(*) FROM taskevents.outbox') $(q holes 'SELECT coalesce(cardinality(hole_lo), 0) || '"' '"' || pg_column_size(t) FROM taskevents.tick t ORDER BY id DESC LIMIT 1')" >> "$B/holes.samples"
+    done
+    wait $pl $pr
+    i=$SECONDS
+    psql_ -d postgres -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()" >/dev/null
+    wait_for holes 'SELECT count(*) FROM taskevents.outbox' 0
+    stop_sidecar
+    first=$(head -1 "$B/holes.samples"); last=$(tail -1 "$B/holes.samples")
+    row "holes $HOLES s, 500 lifecycles/s + 500 rollbacks/s around a transaction held open: changes waiting, first / last 10 s" "$(echo $first | cut -d' ' -f3) / $(echo $last | cut -d' ' -f3)" "flat" holes
+    row "holes: the cursor's holes (its row's bytes), first / last 10 s" "$(echo $first | cut -d' ' -f4) ($(echo $first | cut -d' ' -f5) B) / $(echo $last | cut -d' ' -f4) ($(echo $last | cut -d' ' -f5) B)" "what is in flight" holes
+    row "holes: worker CPU, first / last 10 s" "$(echo $first | cut -d' ' -f2)% / $(echo $last | cut -d' ' -f2)% of a core" "flat" holes
+    row "holes: backlog once the held transaction ends" "empty in $((SECONDS - i)) s" "drains" holes
+    note "holes: pgbench -R 500 of the capture lifecycle and pgbench -R 500 of test/bench/rollback.sql for $HOLES s while another session holds BEGIN; INSERT INTO tasks … open; every 10 s (second, worker CPU %, changes waiting, holes in the cursor, bytes of its row): $(tr '\n' ';' < "$B/holes.samples" | sed 's/;$//')."
 }
 
 # idle: nothing to deliver for a while: what the worker costs.

@@ -133,6 +133,7 @@ insert('after the rollbacks');
 wait_until('delivered past the rollbacks', sub { created()->{'after the rollbacks'} });
 wait_until('only the held change is a hole', sub { holes() eq '1' });
 ok(!created()->{'held open'}, 'the held change is not sent before it commits');
+ok(!$node->log_contains('cursor is inconsistent'), 'the cursor stayed consistent');
 $holder->query('COMMIT;');
 wait_until('the held change is delivered at its commit', sub { created()->{'held open'} });
 wait_until('no hole is left', sub { holes() eq '0' });
