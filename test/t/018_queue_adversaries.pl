@@ -33,20 +33,6 @@ sub created
 	return \%n;
 }
 
-# How many numbers the cursor's holes hold.
-sub holes
-{
-	return sql('SELECT coalesce(sum(h - l + 1), 0) FROM (SELECT hole_lo, hole_hi FROM taskevents.tick ORDER BY id DESC LIMIT 1) t,'
-		  . ' unnest(t.hole_lo, t.hole_hi) AS u(l, h)');
-}
-
-sub set_delivery
-{
-	sql("ALTER SYSTEM SET taskevents.enabled = $_[0]; SELECT pg_reload_conf();");
-	$node->poll_query_until('postgres', "SELECT worker_state " . ($_[0] eq 'on' ? '<>' : '=') . " 'disabled' FROM taskevents.status")
-	  or die 'the worker did not follow taskevents.enabled';
-}
-
 # 1. A dump whose snapshot predates an emptying keeps every change.  The
 # change is unread at the snapshot, then fails once (it moves to
 # taskevents.retry), and its table's run ends: emptying the table then would
@@ -55,14 +41,14 @@ sub set_delivery
 sql("SELECT setval('taskevents.outbox_seq', 32765)");
 insert('before the dump');
 wait_drained($node, 'the start is delivered');
-set_delivery('off');
+set_delivery($node, 'off');
 insert('unread at the dump');
 my $dumper = session($node);
 my ($snap) = $dumper->query(
 	"BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();")
   =~ /(\S+)\s*$/;
 $dapr->mode(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE', match => 'unread at the dump');
-set_delivery('on');
+set_delivery($node, 'on');
 wait_until('the unread change failed', sub { sql('SELECT count(*) FROM taskevents.retry') ne '0' });
 $dapr->mode(mode => 'ok');
 wait_drained($node, 'then delivered');
@@ -74,13 +60,13 @@ my $dump = "$PostgreSQL::Test::Utils::tmp_check/adversaries.dump";
 my ($out, $err);
 ok(IPC::Run::run([ "$bindir/pg_dump", '-Fc', "--snapshot=$snap", '-f', $dump, '-d', $node->connstr('postgres') ],
 		'>', \$out, '2>', \$err), 'pg_dump with that snapshot') or diag($err);
-set_delivery('off');    # the restored copy is only looked at
+set_delivery($node, 'off');    # the restored copy is only looked at
 sql('CREATE DATABASE restored');
 IPC::Run::run([ "$bindir/pg_restore", '-d', $node->connstr('restored'), $dump ], '>', \$out, '2>', \$err);
 is($node->safe_psql('restored', "SELECT string_agg(title, ',') FROM taskevents.outbox"), 'unread at the dump',
 	'the dump holds the change that was unread at its snapshot');
 $node->safe_psql('postgres', 'DROP DATABASE restored');
-set_delivery('on');
+set_delivery($node, 'on');
 $dumper->query('COMMIT;');
 insert('after the dump');
 wait_until('the first table is emptied once the old snapshot is gone', sub {
@@ -131,12 +117,12 @@ for my $i (1 .. 100)
 }
 insert('after the rollbacks');
 wait_until('delivered past the rollbacks', sub { created()->{'after the rollbacks'} });
-wait_until('only the held change is a hole', sub { holes() eq '1' });
+wait_until('only the held change is a hole', sub { cursor_holes($node) eq '1' });
 ok(!created()->{'held open'}, 'the held change is not sent before it commits');
 ok(!$node->log_contains('cursor is inconsistent'), 'the cursor stayed consistent');
 $holder->query('COMMIT;');
 wait_until('the held change is delivered at its commit', sub { created()->{'held open'} });
-wait_until('no hole is left', sub { holes() eq '0' });
+wait_until('no hole is left', sub { cursor_holes($node) eq '0' });
 ok(!grep({ /^(rolled back|aborted)/ } keys %{ created() }), 'no rolled-back change is sent');
 $elsewhere->query('COMMIT;');
 
@@ -145,7 +131,7 @@ sql("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'prepa
 sql("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'prepared across a restart'); PREPARE TRANSACTION 'p2';");
 insert('after the prepare');
 wait_until('delivered past the prepared ones', sub { created()->{'after the prepare'} });
-is(holes(), '2', 'the prepared changes are holes');
+is(cursor_holes($node), '2', 'the prepared changes are holes');
 sql("COMMIT PREPARED 'p1';");
 wait_until('a committed prepared change is delivered', sub { created()->{prepared} });
 wait_drained($node, 'nothing in flight at the restart');
@@ -154,7 +140,7 @@ insert('after the restart');
 wait_until('delivered after the restart', sub { created()->{'after the restart'} });
 sql("COMMIT PREPARED 'p2';");
 wait_until('a change prepared before the restart is delivered', sub { created()->{'prepared across a restart'} });
-wait_until('no hole is left after the prepared ones', sub { holes() eq '0' });
+wait_until('no hole is left after the prepared ones', sub { cursor_holes($node) eq '0' });
 
 # 5. Objects a superuser may alter: a sequence that caches or skips numbers
 # breaks the holes' reasoning, an unlogged queue is lost in a crash.  The

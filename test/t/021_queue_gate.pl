@@ -18,19 +18,6 @@ $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 sub sql { return $node->safe_psql('postgres', $_[0]) }
 sub insert { sql("INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), '$_[0]')") }
 
-sub holes
-{
-	return sql('SELECT coalesce(sum(h - l + 1), 0) FROM (SELECT hole_lo, hole_hi FROM taskevents.tick ORDER BY id DESC LIMIT 1) t,'
-		  . ' unnest(t.hole_lo, t.hole_hi) AS u(l, h)');
-}
-
-sub set_delivery
-{
-	sql("ALTER SYSTEM SET taskevents.enabled = $_[0]; SELECT pg_reload_conf();");
-	$node->poll_query_until('postgres', "SELECT worker_state " . ($_[0] eq 'on' ? '<>' : '=') . " 'disabled' FROM taskevents.status")
-	  or die 'the worker did not follow taskevents.enabled';
-}
-
 # Poke the worker until a queue table is emptied (or give up): true if it was.
 sub emptied
 {
@@ -50,11 +37,11 @@ sub emptied
 sql("SELECT setval('taskevents.outbox_seq', 32765)");
 insert('a0');
 wait_drained($node, 'a0 delivered');
-set_delivery('off');
+set_delivery($node, 'off');
 insert('a1 unread at the snapshot');
 my $exporter = session($node);
 my ($snap) = $exporter->query("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot();") =~ /(\S+)\s*$/;
-set_delivery('on');
+set_delivery($node, 'on');
 wait_drained($node, 'a1 delivered');
 insert('a2 in the next run');
 wait_drained($node, 'a2 delivered: its record finds queue_0 read');
@@ -112,7 +99,7 @@ sql(q{DO $$ BEGIN FOR i IN 1..300 LOOP
 END LOOP; END $$});
 insert('after the rollbacks');
 wait_drained($node, 'delivered after the rollbacks');
-wait_until('no hole is kept by a transaction that holds no number', sub { holes() eq '0' });
+wait_until('no hole is kept by a transaction that holds no number', sub { cursor_holes($node) eq '0' });
 sql("ROLLBACK PREPARED 'stuck'");
 
 # 5. A transaction that writes now and then keeps little more than its own
@@ -132,9 +119,9 @@ for my $i (2 .. 4)
 }
 insert('after the batch');
 wait_drained($node, 'delivered beside the batch');
-wait_until('only the batch\'s own numbers are holes', sub { holes() eq '4' });
+wait_until('only the batch\'s own numbers are holes', sub { cursor_holes($node) eq '4' });
 $batch->query('COMMIT;');
-wait_until('no hole after the batch', sub { holes() eq '0' });
+wait_until('no hole after the batch', sub { cursor_holes($node) eq '0' });
 
 $exporter->close;
 $importer->close;

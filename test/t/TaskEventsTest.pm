@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session);
+our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session cursor_holes set_delivery);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
@@ -105,6 +105,25 @@ sub delivered_events
 		push @ok, $r if $r->{status} >= 200 && $r->{status} < 300;
 	}
 	return \@ok;
+}
+
+# How many numbers the holes of the queue's cursor hold (taskevents.tick).
+sub cursor_holes
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		'SELECT coalesce(sum(h - l + 1), 0) FROM (SELECT hole_lo, hole_hi FROM taskevents.tick ORDER BY id DESC LIMIT 1) t,'
+		  . ' unnest(t.hole_lo, t.hole_hi) AS u(l, h)');
+}
+
+# Turn delivery on or off (taskevents.enabled) and wait for the worker to follow.
+sub set_delivery
+{
+	my ($node, $on) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET taskevents.enabled = $on; SELECT pg_reload_conf();");
+	$node->poll_query_until('postgres',
+		"SELECT worker_state " . ($on eq 'on' ? '<>' : '=') . " 'disabled' FROM taskevents.status")
+	  or die 'the worker did not follow taskevents.enabled';
 }
 
 # A psql session kept open, to interleave statements of several sessions.
