@@ -5,7 +5,11 @@
 # runtime needed) and runs commands in it (`buildah run --isolation chroot`,
 # which shares the host's network and processes).
 #
-#   bash test/docker/run.sh [MAJOR...]   default: $TASKEVENTS_IMAGE_MAJORS, else 18
+#   bash test/docker/run.sh [MAJOR...]
+#
+# MAJOR: by default $TASKEVENTS_IMAGE_MAJORS, else the versions the test
+# command runs ($TASKEVENTS_PG_VERSIONS, else 15 17 18) and always the
+# Dockerfile's default PG_MAJOR.
 #
 # For each PostgreSQL major:
 #   1. the base.  The official postgres image cannot be pulled here, so the
@@ -24,7 +28,8 @@
 #      (docker/writer/lifecycle.sh) from a second container of the image,
 #      every event delivered to the fake sidecar on the host
 #      (test/sidecar/fakedapr), reached through DAPR_HTTP_PORT as in a pod;
-#      then the stop signal of the image, and a clean shutdown.
+#      the exporter's queries (docker/postgres_exporter.yaml) as a
+#      pg_monitor member; then the image's stop signal, a clean shutdown.
 #
 # Images and layers are cached in ${TASKEVENTS_CACHE:-~/.cache/taskevents}/images
 # (buildah's storage; --layers, so an unchanged step is not run again).  One
@@ -34,7 +39,7 @@
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
-	exec sudo --preserve-env=TASKEVENTS_CACHE,TASKEVENTS_IMAGE_MAJORS,TASKEVENTS_DEBIAN_MIRROR,WORK \
+	exec sudo --preserve-env=TASKEVENTS_CACHE,TASKEVENTS_IMAGE_MAJORS,TASKEVENTS_PG_VERSIONS,TASKEVENTS_DEBIAN_MIRROR,WORK \
 		bash "$0" "$@"
 fi
 
@@ -44,7 +49,12 @@ source "$here/../setup.sh"
 # shellcheck source=test/pgversions.sh
 source "$TOP/test/pgversions.sh"
 
-read -r -a majors <<<"${*:-${TASKEVENTS_IMAGE_MAJORS:-18}}"
+# The majors: the arguments, else TASKEVENTS_IMAGE_MAJORS, else those the
+# test command tests (TASKEVENTS_PG_VERSIONS, every supported one by default)
+# and always the Dockerfile's default.
+dockerfile_default=$(sed -n 's/^ARG PG_MAJOR=\([0-9]*\)$/\1/p' "$TOP/docker/Dockerfile")
+read -r -a majors <<<"${*:-${TASKEVENTS_IMAGE_MAJORS:-$(printf '%s\n' ${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}} \
+	$dockerfile_default | sort -nu | xargs)}}"
 passed=0
 failed=0
 pass() { printf 'ok   %s\n' "$1"; passed=$((passed + 1)); }
@@ -111,10 +121,12 @@ image_exists() { "${B[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 # make_rootfs MAJOR: prints the name of the stand-in's root file system
 # image: Debian SUITE with its postgresql-MAJOR, from the cached chroot
 # (pgv_ensure_chroot; 15, which the tests run on the host, gets a bookworm
-# chroot made the same way), the test's packages purged, apt's caches empty
-# and apt set up as Debian's container images set it.
+# chroot made the same way), the test's packages removed, and apt set up as
+# in Debian's own container images (the suite, its -updates and -security,
+# no package caches kept), everything upgraded from there, as the official
+# image is current when pulled.
 make_rootfs() {
-	local major=$1 suite name recipe tag ctr mnt purge=()
+	local major=$1 suite name recipe tag ctr mnt mirror security test_pkgs=()
 	suite=$(image_suite "$major")
 	if [ "$major" = 15 ]; then
 		# pgversions.sh runs 15 on the host; here it needs a chroot of its own.
@@ -130,25 +142,38 @@ make_rootfs() {
 		return 0
 	fi
 	echo "== making the stand-in's root file system from $PGV_ROOT" >&2
-	for p in $(packages_for "$major"); do [ "$p" = "postgresql-$major" ] || purge+=("$p"); done
+	mirror=$(pgv_mirror) || return 1
+	security=""
+	[[ $mirror == */debian ]] && security=${mirror%/debian}/debian-security
+	for p in $(packages_for "$major"); do [ "$p" = "postgresql-$major" ] || test_pkgs+=("$p"); done
 	ctr=$("${B[@]}" from scratch)
 	mnt=$("${B[@]}" mount "$ctr")
-	tar -C "$PGV_ROOT" --one-file-system --exclude=./.taskevents-ready --exclude=./.taskevents-packages \
-		-cf - . | tar -C "$mnt" -xf -
-	# What Debian's container images set for apt: no package caches kept.
+	# (A run of the tests may be making mount points in the chroot meanwhile.)
+	tar -C "$PGV_ROOT" --one-file-system --warning=no-file-changed \
+		--exclude=./.taskevents-ready --exclude=./.taskevents-packages -cf - . | tar -C "$mnt" -xf -
+	{
+		echo "deb $mirror $suite main"
+		echo "deb $mirror $suite-updates main"
+		[ -n "$security" ] && echo "deb $security $suite-security main"
+	} >"$mnt/etc/apt/sources.list"
 	cat >"$mnt/etc/apt/apt.conf.d/docker-clean" <<'APT'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
 APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
 Dir::Cache::pkgcache "";
 Dir::Cache::srcpkgcache "";
 APT
-	if ! "${BR[@]}" "$ctr" -- env DEBIAN_FRONTEND=noninteractive \
-		apt-get purge -y -qq --auto-remove "${purge[@]}" >"$tmp/purge.log" 2>&1; then
-		tail -n 20 "$tmp/purge.log" >&2
+	if ! "${BR[@]}" "$ctr" -- env DEBIAN_FRONTEND=noninteractive bash -euxc '
+			apt-mark auto "$@" >/dev/null
+			apt-get update -qq
+			apt-get upgrade -y -qq
+			apt-get autoremove --purge -y -qq -o APT::AutoRemove::RecommendsImportant=false \
+				-o APT::AutoRemove::SuggestsImportant=false
+			test -x "/usr/lib/postgresql/'"$major"'/bin/postgres"
+			rm -rf /var/lib/apt/lists/*' rootfs "${test_pkgs[@]}" >"$tmp/rootfs-$major.log" 2>&1; then
+		tail -n 20 "$tmp/rootfs-$major.log" >&2
 		"${B[@]}" rm "$ctr" >/dev/null
 		return 1
 	fi
-	rm -rf "$mnt"/var/lib/apt/lists/* "$mnt"/var/cache/apt/*.bin "$mnt"/var/cache/apt/archives/*.deb
 	"${B[@]}" umount "$ctr" >/dev/null
 	"${B[@]}" commit -q --rm "$ctr" "$tag" >/dev/null
 	# Older root file systems of this major go.
@@ -233,27 +258,31 @@ test_major() {
 		fail "PostgreSQL $major: the image's extension files differ from the source: ${bad[*]} $([ -f "$lib/taskevents.so" ] || echo "no taskevents.so")"
 	fi
 
+	# Build tools, headers or sources: none in the image, and the packages
+	# it adds to its base are runtime libraries only (Debian's postgresql-common
+	# itself depends on postgresql-common-dev, scripts only, in the base).
+	local added
+	added=$(comm -13 <(dpkg-query --admindir="$base_mnt/var/lib/dpkg" -W -f '${Package}\n' | sort) \
+		<(dpkg-query --admindir="$img_mnt/var/lib/dpkg" -W -f '${Package}\n' | sort) | xargs)
 	bad=()
 	for f in /src /out /usr/bin/gcc /usr/bin/cc /usr/bin/make /usr/bin/clang /usr/bin/ld \
 		"/usr/include/postgresql/$major/server" /usr/include/curl; do
 		[ -e "$img_mnt$f" ] || [ -L "$img_mnt$f" ] && bad+=("$f")
 	done
-	pkgs=$(dpkg-query --admindir="$img_mnt/var/lib/dpkg" -W -f '${Package}\n' |
-		grep -E '^(build-essential|gcc(-[0-9]+)?|g\+\+(-[0-9]+)?|cpp(-[0-9]+)?|clang.*|llvm.*-dev|make|binutils.*|libc6-dev|libcurl4-openssl-dev|postgresql-server-dev.*|.*-dev)$' || true)
-	if [ ${#bad[@]} -eq 0 ] && [ -z "$pkgs" ]; then
-		pass "PostgreSQL $major: no build tools, headers or sources in the image (multi-stage)"
+	for f in $added; do
+		[[ $f =~ ^(build-essential|gcc.*|g\+\+.*|cpp.*|clang.*|llvm.*|make|binutils.*|.*-dev|.*-dev-.*)$ ]] && bad+=("$f")
+	done
+	if [ ${#bad[@]} -eq 0 ]; then
+		pass "PostgreSQL $major: no build tools, headers or sources in the image (multi-stage); packages added to the base: ${added:-none}"
 	else
-		fail "PostgreSQL $major: build leftovers in the image: ${bad[*]} $(echo $pkgs)"
+		fail "PostgreSQL $major: build leftovers in the image: ${bad[*]}"
 	fi
 
-	local added
-	added=$(comm -13 <(dpkg-query --admindir="$base_mnt/var/lib/dpkg" -W -f '${Package}\n' | sort) \
-		<(dpkg-query --admindir="$img_mnt/var/lib/dpkg" -W -f '${Package}\n' | sort) | xargs)
 	size=$("${B[@]}" images --noheading --format '{{.Size}}' "$image")
 	base_size=$("${B[@]}" images --noheading --format '{{.Size}}' "$base")
 	local delta
 	delta=$(( $(du -sxk "$img_mnt" | cut -f1) - $(du -sxk "$base_mnt" | cut -f1) ))
-	echo "image size: $image $size, its base $base_size; taskevents adds $delta KiB on disk (packages added to the base: ${added:-none})"
+	echo "image size: $image $size, its base $base_size; taskevents adds $delta KiB on disk"
 	if [ "$delta" -lt $((20 * 1024)) ]; then
 		pass "PostgreSQL $major: the image is its base plus $delta KiB (under 20 MiB)"
 	else
@@ -327,13 +356,15 @@ test_major() {
 		fail "PostgreSQL $major: versions (extension, library, server): '$out', want '$want_version $want_version $major'"
 	fi
 
-	if out=$(cli_psql -F '|' -c "SELECT setting, sourcefile FROM pg_settings WHERE name = 'shared_preload_libraries'" 2>&1) &&
-		[ "$out" = "taskevents|/etc/postgresql/taskevents/postgresql.taskevents.conf" ] &&
-		state=$(cli_psql -c "SELECT worker_state FROM taskevents.status" 2>&1) &&
+	local rc=0
+	out=$(cli_psql -F '|' -c "SELECT setting, sourcefile FROM pg_settings WHERE name = 'shared_preload_libraries'
+		UNION ALL SELECT worker_state, NULL FROM taskevents.status" 2>&1) || rc=$?
+	state=$(sed -n 2p <<<"$out")
+	if [ "$rc" = 0 ] && [ "$(sed -n 1p <<<"$out")" = "taskevents|/etc/postgresql/taskevents/postgresql.taskevents.conf" ] &&
 		[ -n "$state" ] && [[ $state != "not delivering"* ]]; then
-		pass "PostgreSQL $major: taskevents preloaded from the image's postgresql.taskevents.conf; worker: $state"
+		pass "PostgreSQL $major: taskevents preloaded from the image's postgresql.taskevents.conf; worker: ${state%|}"
 	else
-		fail "PostgreSQL $major: preload from the image's settings file: '$out', worker: '${state:-}'"
+		fail "PostgreSQL $major: preload from the image's settings file, a worker delivering: exit $rc, '$(tr '\n' ' ' <<<"$out")'"
 	fi
 
 	# The compose writer, in a second container of the image.
@@ -345,6 +376,27 @@ test_major() {
 		fail "PostgreSQL $major: docker/writer/lifecycle.sh"
 	fi
 	task_id=$(sed -n 's/^task \([0-9a-f-]*\) (user .*/\1/p' <<<"$out" | head -n 1)
+
+	# The exporter's queries (docker/postgres_exporter.yaml) as a member of
+	# pg_monitor, which is all the exporter's role needs.
+	local queries q rows
+	bad=()
+	queries=$(python3 -c '
+import sys, yaml
+for spec in yaml.safe_load(open(sys.argv[1])).values():
+    print(spec["query"].strip().rstrip(";").replace("\n", " "))' "$TOP/docker/postgres_exporter.yaml" 2>&1) ||
+		bad+=("docker/postgres_exporter.yaml: $queries")
+	out=$(cli_psql -c "CREATE ROLE exporter LOGIN IN ROLE pg_monitor" 2>&1) || bad+=("CREATE ROLE: $out")
+	while IFS= read -r q; do
+		[ -n "$q" ] || continue
+		rows=$(cli_psql -U exporter -c "SELECT count(*) FROM ($q) q" 2>&1) && [ "$rows" -ge 1 ] 2>/dev/null ||
+			bad+=("${q:0:60}...: $rows")
+	done <<<"$queries"
+	if [ ${#bad[@]} -eq 0 ] && [ -n "$queries" ]; then
+		pass "PostgreSQL $major: docker/postgres_exporter.yaml's $(grep -c . <<<"$queries") queries return rows to a pg_monitor member"
+	else
+		fail "PostgreSQL $major: the exporter's queries: ${bad[*]}"
+	fi
 
 	# What the sidecar received: the lifecycle's eleven events, in order per
 	# topic, as taskevents sends them.
@@ -395,7 +447,8 @@ PY
 	signal=$("${B[@]}" inspect --type image --format '{{.OCIv1.Config.StopSignal}}' "$image")
 	pm=$(head -n 1 "$db_mnt$pgdata/postmaster.pid" 2>/dev/null || true)
 	[ -n "$pm" ] && kill -s "${signal#SIG}" "$pm" 2>/dev/null
-	local rc=0 stopped=""
+	local stopped=""
+	rc=0
 	for _ in $(seq 60); do
 		kill -0 "$server_pid" 2>/dev/null || { stopped=1; break; }
 		sleep 0.5
@@ -423,7 +476,7 @@ done
 
 # Layers no image uses any more (an earlier source's build), older than an
 # hour: the cache keeps what the current sources need.
-for _ in 1 2 3 4 5; do
+for _ in $(seq 100); do
 	old=$("${B[@]}" images --all --noheading --no-trunc --filter dangling=true --format '{{.ID}} {{.CreatedAtRaw}}' |
 		python3 -c '
 import sys, datetime
