@@ -100,9 +100,8 @@ if [ ! -x "${WORK:-/nonexistent}/test/sidecar/fakedapr" ]; then
 	make -s -C "$WORK/test/sidecar" >/dev/null
 fi
 
-# suite MAJOR: the Debian suite whose packages the stand-in of MAJOR holds
-# (the official image of the Dockerfile's default is on trixie; Debian has
-# each major in one suite only).
+# image_suite MAJOR: the Debian suite whose own postgresql-MAJOR the
+# stand-in of MAJOR holds (each major is in one Debian suite only).
 image_suite() {
 	case $1 in
 	15) echo bookworm ;;
@@ -222,12 +221,16 @@ test_major() {
 
 	echo "== PostgreSQL $major: buildah bud -f docker/Dockerfile --build-arg PG_MAJOR=$major --build-arg PG_IMAGE=$base"
 	t0=$SECONDS
+	# The build stage is built and named first (the same layers the whole
+	# build then uses): a named image keeps its layers out of the cache's
+	# upkeep (unused_layers).
 	image=localhost/taskevents/postgres:$major
-	if "${B[@]}" bud --isolation chroot --layers -f docker/Dockerfile \
-		--ignorefile docker/Dockerfile.dockerignore \
-		--build-arg PG_MAJOR="$major" --build-arg PG_IMAGE="$base" \
-		-t "$image" "$TOP" >"$tmp/build-$major.log" 2>&1; then
-		pass "PostgreSQL $major: docker/Dockerfile builds, with its own checks ($((SECONDS - t0)) s; $(grep -c '^STEP\|^\[[0-9]/[0-9]\] STEP' "$tmp/build-$major.log") steps, $(grep -c 'Using cache' "$tmp/build-$major.log") from the cache)"
+	local build_args=(--isolation chroot --layers -f docker/Dockerfile --ignorefile docker/Dockerfile.dockerignore
+		--build-arg PG_MAJOR="$major" --build-arg PG_IMAGE="$base")
+	if "${B[@]}" bud "${build_args[@]}" --target build -t "localhost/taskevents-test/build-stage:$major" "$TOP" \
+		>"$tmp/build-$major.log" 2>&1 &&
+		"${B[@]}" bud "${build_args[@]}" -t "$image" "$TOP" >>"$tmp/build-$major.log" 2>&1; then
+		pass "PostgreSQL $major: docker/Dockerfile builds, with its own checks ($((SECONDS - t0)) s)"
 	else
 		tail -n 40 "$tmp/build-$major.log"
 		fail "PostgreSQL $major: docker/Dockerfile builds"
@@ -296,7 +299,9 @@ test_major() {
 	mapfile -t entrypoint < <("${B[@]}" inspect --type image --format '{{range .OCIv1.Config.Entrypoint}}{{.}}{{"\n"}}{{end}}' "$image")
 	mapfile -t cmd < <("${B[@]}" inspect --type image --format '{{range .OCIv1.Config.Cmd}}{{.}}{{"\n"}}{{end}}' "$image")
 	: >"$tmp/received-$major.jsonl"
-	start_sidecar "$tmp" --record "$tmp/received-$major.jsonl"
+	mkdir "$tmp/sidecar-$major"
+	DAPR_PORT=""
+	start_sidecar "$tmp/sidecar-$major" --record "$tmp/received-$major.jsonl"
 	[ -n "${DAPR_PORT:-}" ] || { fail "PostgreSQL $major: the fake sidecar starts"; return; }
 
 	db=$("${B[@]}" from -q "$image")
@@ -469,27 +474,46 @@ PY
 	containers=()
 }
 
-cd "$TOP"
-for major in "${majors[@]}"; do
-	test_major "$major"
-done
-
-# Layers no image uses any more (an earlier source's build), older than an
-# hour: the cache keeps what the current sources need.
-for _ in $(seq 100); do
-	old=$("${B[@]}" images --all --noheading --no-trunc --filter dangling=true --format '{{.ID}} {{.CreatedAtRaw}}' |
+# unused_layers SECONDS: the images without a name or a child, made more
+# than SECONDS ago.
+unused_layers() {
+	"${B[@]}" images --all --noheading --no-trunc --filter dangling=true --format '{{.ID}} {{.CreatedAtRaw}}' |
 		python3 -c '
-import sys, datetime
-now = datetime.datetime.now(datetime.timezone.utc)
+import datetime, sys
+now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 for line in sys.stdin:
     iid, created = line.split(" ", 1)
-    ts = datetime.datetime.fromisoformat(created.strip().split(" +")[0].split(".")[0])
-    if (now.replace(tzinfo=None) - ts).total_seconds() > 3600:
-        print(iid)' 2>/dev/null || true)
-	[ -z "$old" ] && break
-	xargs -r "${B[@]}" rmi <<<"$old" >/dev/null 2>&1 || break
-done
+    made = datetime.datetime.fromisoformat(created.strip().split(" +")[0].split(".")[0])
+    if (now - made).total_seconds() > float(sys.argv[1]):
+        print(iid)' "$1"
+}
 
-echo "image suite: $((SECONDS - started)) s; cache $(du -sh "$IMAGES" 2>/dev/null | cut -f1) in $IMAGES"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+# main: every major, the cache's upkeep, the count line.
+main() {
+	local major old
+	cd "$TOP"
+	for major in "${majors[@]}"; do
+		test_major "$major"
+	done
+
+	# Layers no image uses any more (an earlier source's build), older than an
+	# hour: the cache keeps what the current sources need. Removing one can
+	# leave its parent unused, hence the rounds.
+	local ids id removed
+	for _ in $(seq 100); do
+		mapfile -t ids < <(unused_layers 3600)
+		removed=0
+		for id in "${ids[@]}"; do
+			"${B[@]}" rmi "$id" >/dev/null 2>&1 && removed=$((removed + 1))
+		done
+		[ "$removed" -gt 0 ] || break
+	done
+
+	echo "image suite: $((SECONDS - started)) s; cache $(du -sh "$IMAGES" 2>/dev/null | cut -f1) in $IMAGES"
+	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+}
+
+# The whole file is read before anything runs: an edit meanwhile changes nothing.
+main
+exit
