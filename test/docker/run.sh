@@ -199,7 +199,7 @@ server_pids() {
 
 # test_major MAJOR: build, inspect and run the image of MAJOR.
 test_major() {
-	local major=$1 t0 rootfs base image suite size base_size f bad pkgs
+	local major=$1 t0 rootfs base image suite size base_size f bad
 	suite=$(image_suite "$major")
 	pgdata=$(official_pgdata "$major")
 	echo "== PostgreSQL $major: stand-in base (Debian $suite)"
@@ -490,7 +490,7 @@ for line in sys.stdin:
 
 # main: every major, the cache's upkeep, the count line.
 main() {
-	local major old
+	local major
 	cd "$TOP"
 	for major in "${majors[@]}"; do
 		test_major "$major"
