@@ -66,6 +66,13 @@ run_suite sidecar as_user make -s -C test/sidecar check || true
 echo "== docker/validate.sh: deployment files"
 run_suite docker as_user bash docker/validate.sh || true
 
+# The image built from docker/Dockerfile and run (test/docker/run.sh), once,
+# on the host's pass: for each version tested and the Dockerfile's default.
+if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ]; then
+    echo "== test/docker: the image, built from docker/Dockerfile with buildah and run"
+    run_suite image env WORK="$WORK" bash test/docker/run.sh || true
+fi
+
 # pg_regress and TAP one after the other, so that a pg_regress failure
 # still lets the TAP tests run (make installcheck would stop there).
 echo "== pg_regress"
