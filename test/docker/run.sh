@@ -48,6 +48,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../setup.sh"
 # shellcheck source=test/pgversions.sh
 source "$TOP/test/pgversions.sh"
+# shellcheck source=test/real/lib.sh
+source "$TOP/test/real/lib.sh"
 
 # The majors: the arguments, else TASKEVENTS_IMAGE_MAJORS, else those the
 # test command tests (TASKEVENTS_PG_VERSIONS, every supported one by default)
@@ -87,6 +89,7 @@ cleanup() {
 	local c
 	[ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null || true
 	[ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+	real_stop_all
 	for c in "${containers[@]}"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
 }
@@ -447,6 +450,10 @@ PY
 		fail "PostgreSQL $major: what the sidecar received: $out"
 	fi
 
+	# The real daprd and Apache Kafka (test/real/lib.sh), for the
+	# Dockerfile's default major: the lifecycle again, read back from Kafka.
+	[ "$major" = "$dockerfile_default" ] && image_real "$major"
+
 	# docker stop: the image's stop signal, then a clean shutdown.
 	local signal pm
 	signal=$("${B[@]}" inspect --type image --format '{{.OCIv1.Config.StopSignal}}' "$image")
@@ -472,6 +479,64 @@ PY
 	SIDECAR_PID=""
 	for c in "$db" "$cli" "$img_ctr" "$base_ctr"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
 	containers=()
+}
+
+# image_real MAJOR: with the image's server running, a real daprd (its
+# component docker/components/pubsub-kafka.yaml) and one Kafka node on the
+# host; the server pointed at daprd, the writer's lifecycle once more, and
+# its eleven events read back from Kafka in order per topic, keyed by task.
+image_real() {
+	local major=$1 dir=$tmp/real out task_id
+	if ! { PACKAGES=(openjdk-17-jdk-headless maven) && ensure_packages && real_prepare "$dir" &&
+		real_start_kafka "$dir/kafka" && real_start_daprd "$dir/daprd" && real_start_consumer "$dir/consumer"; } >"$dir.log" 2>&1; then
+		tail -n 20 "$dir.log"
+		fail "PostgreSQL $major: the real daprd and Kafka start"
+		return
+	fi
+	out=$(cli_psql -c "ALTER SYSTEM SET taskevents.port = $DAPRD_PORT" -c "SELECT pg_reload_conf()" 2>&1) ||
+		{ fail "PostgreSQL $major: point the image at daprd: $out"; return; }
+	if out=$("${BR[@]}" "${cli_env[@]}" --env WAIT_SECONDS=60 -v "$TOP/docker/writer:/writer:ro" \
+		"$cli" -- bash /writer/lifecycle.sh 2>&1) && grep -q "writer: every event delivered" <<<"$out"; then
+		task_id=$(sed -n 's/^task \([0-9a-f-]*\) (user .*/\1/p' <<<"$out" | head -n 1)
+	else
+		echo "$out" | tail -n 20
+		fail "PostgreSQL $major: docker/writer/lifecycle.sh through daprd"
+		return
+	fi
+	if out=$(python3 - "$dir/consumer/records.jsonl" "$task_id" <<'PY' 2>&1
+import json, sys, time
+want = {
+    "task-events": ["task.created", "task.updated", "task.updated", "task.completed", "task.deleted"],
+    "task-updates": ["sync.task"] * 5,
+    "reminders": ["reminder.scheduled"],
+}
+task = sys.argv[2]
+for _ in range(300):
+    recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    mine = [r for r in recs if r.get("key") == task]
+    if len(mine) >= 11:
+        break
+    time.sleep(0.1)
+got, problems = {}, []
+for r in mine:
+    ce = r.get("ce")
+    if ce is None or ce.get("subject") != task or ce.get("source") != "pakaura/api":
+        problems.append(f"record {r.get('ce_error') or json.dumps(ce)[:200]}")
+        continue
+    got.setdefault(r["topic"], []).append(ce["type"])
+if any(len({r["partition"] for r in mine if r["topic"] == t}) > 1 for t in want):
+    problems.append("a topic's events of the task on several partitions")
+if got != want:
+    problems.append(f"records per topic {got}, want {want}")
+print("; ".join(problems) if problems else f"{len(mine)} records")
+sys.exit(1 if problems else 0)
+PY
+	); then
+		pass "PostgreSQL $major: through the real daprd $DAPR_VERSION to Kafka $KAFKA_VERSION: $out (per topic in order, keyed by task, one partition, CloudEvents SDK)"
+	else
+		fail "PostgreSQL $major: what Kafka holds: $out"
+	fi
+	real_stop_all
 }
 
 # unused_layers SECONDS: the images without a name or a child, made more
