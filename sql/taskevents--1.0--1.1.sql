@@ -10,13 +10,14 @@
 -- worker has read up to.
 \echo Use "ALTER EXTENSION taskevents UPDATE" to load this file. \quit
 
--- The 1.1 library must be the one loaded (install it, restart, then update):
--- with 1.0's still loaded this fails, as it cannot find the function.
+-- The 1.1 library or a later one must be the one loaded (install it,
+-- restart, then update): with 1.0's still loaded this fails, as it cannot
+-- find the function.
 CREATE FUNCTION taskevents._library_version() RETURNS text
     AS 'MODULE_PATHNAME', 'taskevents_library_version' LANGUAGE C STRICT;
 DO $$
 BEGIN
-    IF taskevents._library_version() <> '1.1' THEN
+    IF taskevents._library_version() NOT IN ('1.1', '1.2') THEN
         RAISE EXCEPTION 'taskevents: the loaded library is version %, not 1.1', taskevents._library_version()
             USING HINT = 'Install the 1.1 library and restart the server first.';
     END IF;

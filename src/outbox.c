@@ -20,12 +20,17 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "replication/origin.h"
+#include "replication/worker_internal.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "inflight.h"
 #include "outbox.h"
@@ -248,4 +253,47 @@ te_outbox_read(HeapTuple tuple, TupleDesc desc, TeChange *c)
 	c->traceparent = ob_text(values, nulls, Anum_outbox_traceparent);
 	pfree(values);
 	pfree(nulls);
+}
+
+PG_FUNCTION_INFO_V1(taskevents_replicated);
+
+/*
+ * The trigger on the queue, cursor, retry and dead-letter tables (enabled
+ * for replica sessions, and acting only on replication): a row change that
+ * logical replication brings from another database is dropped (this
+ * database's queue is its own: another's would be delivered twice and
+ * collide with its numbers), and a replicated TRUNCATE of a table that
+ * holds rows of this database is refused.  Anything else passes.
+ */
+Datum
+taskevents_replicated(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	bool		replicated = MyLogicalRepWorker != NULL || replorigin_session_origin != InvalidRepOriginId;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "taskevents: taskevents._replicated() is a trigger");
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		Relation	rel = td->tg_relation;
+		TableScanDesc scan;
+		bool		empty;
+
+		if (!replicated)
+			return PointerGetDatum(NULL);
+		scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+		empty = heap_getnext(scan, ForwardScanDirection) == NULL;
+		table_endscan(scan);
+		if (!empty)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("taskevents: a replicated TRUNCATE of taskevents.%s is refused: it holds this database's changes",
+							RelationGetRelationName(rel)),
+					 errhint("Leave the schema taskevents out of the publication (publish the application's schemas instead of FOR ALL TABLES).")));
+		return PointerGetDatum(NULL);
+	}
+	if (replicated)
+		return PointerGetDatum(NULL);	/* dropped */
+	return PointerGetDatum(TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigtuple :
+						   TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
 }

@@ -281,7 +281,7 @@ static const struct
 		" WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database()", 0, {0}
 	},
 	[PLAN_SUBSCRIBED] = {
-		"SELECT s.subname, c.relname FROM pg_catalog.pg_subscription_rel r"
+		"SELECT s.subname::pg_catalog.text, c.relname::pg_catalog.text FROM pg_catalog.pg_subscription_rel r"
 		"  JOIN pg_catalog.pg_subscription s ON s.oid OPERATOR(pg_catalog.=) r.srsubid"
 		"  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.srrelid"
 		" WHERE c.relnamespace OPERATOR(pg_catalog.=) $1 LIMIT 1",

@@ -159,7 +159,7 @@ taskevents_own_trigger(PG_FUNCTION_ARGS)
 Datum
 taskevents_library_version(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text("1.1"));
+	PG_RETURN_TEXT_P(cstring_to_text("1.2"));
 }
 
 /*

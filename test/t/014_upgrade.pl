@@ -60,7 +60,7 @@ sub types_of
 sub state { $_[0]->safe_psql($_[1] // 'postgres', 'SELECT worker_state FROM taskevents.status') }
 
 ############################################################################
-# A populated 1.0 install under the 1.1 library.
+# A populated 1.0 install under the 1.2 library.
 ############################################################################
 my $dapr = start_sidecar();
 my $node = new_node('upgrade', port => $dapr->port);
@@ -135,7 +135,7 @@ $up->query_until(qr/updating/, "\\echo updating\nALTER EXTENSION taskevents UPDA
 my $waits = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE };
 my $version = q{SELECT extversion FROM pg_extension WHERE extname = 'taskevents'};
 wait_until('the update waits or ends', sub {
-	$node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}) eq '1' || $node->safe_psql('postgres', $version) eq '1.1' });
+	$node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}) eq '1' || $node->safe_psql('postgres', $version) eq '1.2' });
 is($node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}), '1', 'the update waits for the writer that is in a transaction');
 my $w2 = $node->background_psql('postgres');
 $w2->query_until(qr/writing/, "\\echo writing\nINSERT INTO tasks (id, user_id, title) VALUES ('$C2', gen_random_uuid(), 'c2 during the update');\n");
@@ -144,7 +144,7 @@ wait_until('the second writer waits or ends', sub {
 	  || $node->safe_psql('postgres', "SELECT count(*) FROM tasks WHERE id = '$C2'") eq '1' });
 is($node->safe_psql('postgres', $waits . q{'INSERT INTO tasks%'}), '1', 'a writer that comes during the update waits for it');
 $w1->query_safe('COMMIT');
-is($up->query($version), '1.1', 'updated to 1.1');
+is($up->query($version), '1.2', 'updated to 1.2, through 1.1');
 is($w2->query('SELECT 1'), '1', 'the writer that waited for the update went on');
 $_->quit for $w1, $up, $w2;
 
