@@ -7,6 +7,8 @@
 # deliver with test/contract/validate.py (test/t/TaskEventsTest.pm).
 #
 #   bash test/contract/run.sh               install what is missing, run the checks
+#   bash test/contract/run.sh --fetch       only install them (test/run-tests.sh, on
+#                                           the host before the chroots need them)
 #   bash test/contract/run.sh --place DIR   put the validator's Python packages
 #                                           into DIR/test/contract/pylib (a copy of
 #                                           the tree that the suites run from)
@@ -48,6 +50,10 @@ fetch_node() {
     touch "$NODELIB/.complete"
 }
 
+if [ "${1:-}" = --fetch ]; then
+    locked fetch_python && locked fetch_node
+    exit
+fi
 if [ "${1:-}" = --place ]; then
     locked fetch_python || exit 1
     rm -rf "$2/test/contract/pylib"

@@ -24,6 +24,7 @@ if [ $# -ge 1 ]; then
     WORK=$(cd "$1" && pwd)
 else
     build_and_install
+    bash "$HERE/../contract/run.sh" --place "$WORK"    # the events' validator
 fi
 PG_CONFIG=${PG_CONFIG:-pg_config}
 export PG_CONFIG

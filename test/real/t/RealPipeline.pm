@@ -303,6 +303,7 @@ sub start_consumer
 	my ($kafka) = @_;
 	my $self = bless { dir => _dir('consumer') }, 'RealConsumer';
 	$self->{file} = "$self->{dir}/records.jsonl";
+	TaskEventsTest::validate_at_end('kafka', $self->{file});
 	$self->{proc} = spawn("$self->{dir}/consumer.log", {},
 		$JAVA, '-Xmx256m', '-cp', $CP, 'KafkaTool', 'consume', $kafka->bootstrap, $self->{file}, @TOPICS);
 	my $deadline = time + 60;
