@@ -19,6 +19,8 @@ source "$HERE/../setup.sh"
 source "$HERE/lib.sh"
 
 PACKAGES+=(openjdk-17-jdk-headless maven)
+# node for the CloudEvents SDK for JavaScript (test/contract/sdk_js.mjs)
+command -v node >/dev/null || PACKAGES+=(nodejs)
 ensure_packages
 if [ $# -ge 1 ]; then
     WORK=$(cd "$1" && pwd)

@@ -22,6 +22,7 @@ use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(usleep time);
 use lib dirname(abs_path(__FILE__)) . '/../../t';
 use TaskEventsTest;
@@ -38,6 +39,7 @@ my $DAPRD = $ENV{REAL_DAPRD} // die "REAL_DAPRD is not set (run test/real/run.sh
 my $CP = $ENV{REAL_KAFKA_CP} // die "REAL_KAFKA_CP is not set (run test/real/run.sh)";
 my $JAVA = $ENV{JAVA} // 'java';
 my $count = 0;
+my @sdk_files;    # every consumer's records, for the SDKs' checks (below)
 
 # A fresh directory under tmp_check (which every test file of a run shares),
 # named after the test file: kept after the run, with the logs.
@@ -304,6 +306,7 @@ sub start_consumer
 	my $self = bless { dir => _dir('consumer') }, 'RealConsumer';
 	$self->{file} = "$self->{dir}/records.jsonl";
 	TaskEventsTest::validate_at_end('kafka', $self->{file});
+	push @sdk_files, $self->{file};
 	$self->{proc} = spawn("$self->{dir}/consumer.log", {},
 		$JAVA, '-Xmx256m', '-cp', $CP, 'KafkaTool', 'consume', $kafka->bootstrap, $self->{file}, @TOPICS);
 	my $deadline = time + 60;
@@ -316,6 +319,32 @@ sub start_consumer
 	}
 	return $self;
 }
+
+# The consumer's contract, item "other SDKs": when the test is done, every
+# record each consumer read is read again with the official CloudEvents SDKs
+# for Python, JavaScript and Go (test/contract/sdk_*; Java's is KafkaTool's
+# own), each of which must see the event as the record holds it: one test
+# per SDK and consumer.
+test2_add_callback_testing_done(sub {
+	my $c = "$TOP/test/contract";
+	for my $file (@sdk_files)
+	{
+		next unless -s $file;
+		for my $sdk ([ python => 'python3', "$c/sdk_python.py", $file ],
+			[ javascript => 'node', "$c/sdk_js.mjs", "$c/node_modules", $file ],
+			[ go => "$c/bin/sdk-go", $file ])
+		{
+			my ($lang, @cmd) = @$sdk;
+			my $out = '';
+			my $ok = eval { IPC::Run::run(\@cmd, '>', \$out, '2>&1') };
+			$out .= $@ if $@;
+			my ($n) = $out =~ /: (\d+) records, /;
+			ok($ok, "the CloudEvents SDK for $lang reads every record of " . basename(dirname($file))
+				  . " as sent (" . ($n // '?') . " records)")
+			  or diag($out);
+		}
+	}
+});
 
 package RealConsumer;
 
