@@ -187,6 +187,8 @@ def invalid_cases():
     bad("a name twice in an object", good.replace('"action": "updated"', '"action": "updated", "action": "updated"'), "appears twice")
     bad("task.created on the topic reminders", event("task.created"), "on topic 'reminders'", topic="reminders")
     bad("a key that is not the subject", event("task.created"), "is not the subject", topic="task-events", key="other")
+    bad("a topic attribute (daprd's) that is not the type's topic",
+        edit("task.created", lambda e: e.__setitem__("topic", "reminders")), "topic attribute 'reminders'")
     bad("sent as application/json", event("task.created"), "content type", topic="task-events", key=TASK, ctype="application/json")
     return out
 

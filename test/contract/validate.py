@@ -6,6 +6,8 @@
                                    content type, topic and partition key
   validate.py --kafka FILE...      every record test/real/kafka/KafkaTool.java
                                    read: each value, its topic and key
+  validate.py --subscriber FILE... every event test/real/subscriber/app.py got from
+                                   its daprd (route, body)
   validate.py --events FILE...     one CloudEvent JSON text per line
   validate.py --check              the schemas' own checks (the contract suite)
   validate.py --write-asyncapi     rewrite the generated blocks of schema/asyncapi.yaml
@@ -13,7 +15,8 @@
 An event is valid when its JSON text is strict JSON (no NaN or Infinity, no
 duplicate names), its envelope matches schema/cloudevent.json, its data
 matches schema/data/<its type>.json, and it travelled on the topic that file
-names (x-topic) keyed by its subject.  Prints one line per file; exits 1
+names (x-topic) keyed by its subject (and its "topic" attribute, which
+daprd adds, names that topic).  Prints one line per file; exits 1
 when any event is invalid.  Uses jsonschema (PyPI) with the draft 2020-12
 validator and format checking; test/run-tests.sh puts a pinned copy in
 test/contract/pylib.
@@ -122,6 +125,8 @@ class Contract:
         want = self.types[t].get("x-topic")
         if topic is not None and topic != want:
             out.append(f"{t} on topic {topic!r}, its schema says {want!r}")
+        if "topic" in ev and ev["topic"] != want:
+            out.append(f"{t} with the topic attribute {ev['topic']!r}, its schema says {want!r}")
         if key is not ANY and key != ev.get("subject"):
             out.append(f"key {key!r} is not the subject {ev.get('subject')!r}")
         return out
@@ -175,6 +180,15 @@ def kafka_events(path):
                    r["topic"], r.get("key"), None)
 
 
+def subscriber_events(path):
+    """(label, body, ...) of each delivery test/real/subscriber/app.py recorded."""
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.endswith("\n"):
+                r = json.loads(line)
+                yield f"delivery {i} to {r['route']}", r["body"], None, ANY, r.get("content_type")
+
+
 def line_events(path):
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
@@ -204,8 +218,10 @@ def validate_files(reader, files):
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[0] in ("--fakedapr", "--kafka", "--events"):
-        reader = {"--fakedapr": fakedapr_events, "--kafka": kafka_events, "--events": line_events}[argv[0]]
+    readers = {"--fakedapr": fakedapr_events, "--kafka": kafka_events, "--subscriber": subscriber_events,
+               "--events": line_events}
+    if len(argv) >= 2 and argv[0] in readers:
+        reader = readers[argv[0]]
         return validate_files(reader, argv[1:])
     if argv == ["--check"]:
         import selfcheck

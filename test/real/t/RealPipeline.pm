@@ -27,7 +27,7 @@ use Time::HiRes qw(usleep time);
 use lib dirname(abs_path(__FILE__)) . '/../../t';
 use TaskEventsTest;
 
-our @EXPORT = qw(start_kafka start_daprd start_consumer real_node lifecycle_sql
+our @EXPORT = qw(start_kafka start_daprd start_consumer start_subscriber real_node lifecycle_sql
   sent_events check_records wait_records writer writer_start daprd_answers APP_ID @TOPICS);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
@@ -210,7 +210,9 @@ package RealPipeline;
 # does not need: no metrics server, no placement or scheduler, name resolution
 # that sends nothing (Kubernetes DNS names instead of mDNS announcements).
 # Options: kafka (required), token, component => 0 (start without it),
-# metadata => [[name, value], ...] added to the component, api_logging.
+# metadata => [[name, value], ...] added to the component, api_logging;
+# for a consumer's sidecar: app_id, app_port, component_yaml (instead of
+# docker/'s), resources => [files copied beside the component].
 sub start_daprd
 {
 	my (%opt) = @_;
@@ -226,6 +228,12 @@ sub start_daprd
 	close $fh;
 
 	$self->write_component(@{ $opt{metadata} // [] }) unless defined $opt{component} && !$opt{component};
+	for my $f (@{ $opt{resources} // [] })
+	{
+		open(my $out, '>', "$self->{dir}/components/" . basename($f)) or die;
+		print $out slurp_file($f);
+		close $out;
+	}
 	$self->start;
 	return $self;
 }
@@ -246,10 +254,11 @@ sub component_file { $_[0]{dir} . '/components/pubsub-kafka.yaml' }
 sub write_component
 {
 	my ($self, @metadata) = @_;
-	my $yaml = slurp_file("$RealPipeline::TOP/docker/components/pubsub-kafka.yaml");
+	my $file = $self->{opt}{component_yaml} // "$RealPipeline::TOP/docker/components/pubsub-kafka.yaml";
+	my $yaml = slurp_file($file);
 	my $brokers = $self->{opt}{kafka}->bootstrap;
 	$yaml =~ s/^(\s+value: )"kafka:9092"$/$1"$brokers"/m
-	  or die 'docker/components/pubsub-kafka.yaml: no brokers value "kafka:9092"';
+	  or die "$file: no brokers value \"kafka:9092\"";
 	$yaml .= "    - name: $_->[0]\n      value: \"$_->[1]\"\n" for @metadata;
 	my $tmp = "$self->{dir}/pubsub-kafka.yaml.tmp";
 	open(my $fh, '>', $tmp) or die;
@@ -266,7 +275,7 @@ sub start
 {
 	my ($self) = @_;
 	my %opt = %{ $self->{opt} };
-	my @cmd = ($DAPRD, '--app-id', RealPipeline::APP_ID,
+	my @cmd = ($DAPRD, '--app-id', $opt{app_id} // RealPipeline::APP_ID,
 		'--resources-path', "$self->{dir}/components",
 		'--config', "$self->{dir}/config.yaml",
 		'--dapr-http-port', $self->{port},
@@ -278,6 +287,7 @@ sub start
 		'--max-body-size', '4Mi',
 		'--log-level', 'info');
 	push @cmd, '--enable-api-logging' if $opt{api_logging} // 1;
+	push @cmd, '--app-port', $opt{app_port}, '--app-protocol', 'http' if $opt{app_port};
 	$self->{proc} = RealPipeline::spawn($self->log, { DAPR_API_TOKEN => $opt{token} // '' }, @cmd);
 	my $deadline = time + 60;
 	my $http = HTTP::Tiny->new(timeout => 2);
@@ -345,6 +355,57 @@ test2_add_callback_testing_done(sub {
 		}
 	}
 });
+
+# A consumer team's Dapr app (test/real/subscriber/app.py) behind a second
+# daprd of its own, with the declarative subscriptions and the component of
+# test/real/subscriber/ (routing on the CloudEvent type).  Every event it
+# receives is checked against schema/ when the test is done.
+sub start_subscriber
+{
+	my ($kafka) = @_;
+	my $self = bless { dir => _dir('subscriber') }, 'RealSubscriber';
+	$self->{file} = "$self->{dir}/deliveries.jsonl";
+	TaskEventsTest::validate_at_end('subscriber', $self->{file});
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	$self->{app} = spawn("$self->{dir}/app.log", {}, 'python3', "$TOP/test/real/subscriber/app.py",
+		$port, $self->{file});
+	my $deadline = time + 30;
+	until (-s "$self->{dir}/app.log" && slurp_file("$self->{dir}/app.log") =~ /^listening/m)
+	{
+		die "the subscriber app did not start: " . slurp_file("$self->{dir}/app.log")
+		  if !$self->{app}->alive || time > $deadline;
+		usleep(50_000);
+	}
+	$self->{daprd} = start_daprd(kafka => $kafka, app_id => 'taskevents-consumer', app_port => $port,
+		component_yaml => "$TOP/test/real/subscriber/pubsub-kafka.yaml",
+		resources => ["$TOP/test/real/subscriber/subscription.yaml"]);
+	return $self;
+}
+
+package RealSubscriber;
+
+use JSON::PP;
+
+sub daprd { $_[0]{daprd} }
+
+# Every delivery so far, in arrival order: {route, content_type, status, event}.
+sub deliveries
+{
+	my ($self) = @_;
+	my @d;
+	open(my $fh, '<', $self->{file}) or return [];
+	while (my $line = <$fh>)
+	{
+		last unless $line =~ /\n\z/;
+		my $r = decode_json($line);
+		$r->{event} = eval { JSON::PP->new->utf8(0)->decode($r->{body}) };
+		push @d, $r;
+	}
+	close $fh;
+	return \@d;
+}
+
+sub stop { $_[0]{daprd}->stop; $_[0]{app}->stop(10) }
 
 package RealConsumer;
 
