@@ -67,8 +67,9 @@ fetch_go() {
 }
 
 if [ "${1:-}" = --fetch ]; then
-    locked fetch_python && locked fetch_node && locked fetch_go
-    exit
+    { locked fetch_python && locked fetch_node; } || exit 1
+    locked fetch_go || echo "test/contract: no CloudEvents SDK for Go; the real suite's check with it will fail" >&2
+    exit 0
 fi
 if [ "${1:-}" = --place ]; then
     dest=$2/test/contract
@@ -77,12 +78,16 @@ if [ "${1:-}" = --place ]; then
     cp -a "$PYLIB" "$dest/pylib"
     [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" "$dest/pylib"
     # the SDKs of JavaScript and Go, for the real suite: hard links where it can
-    if locked fetch_node && locked fetch_go; then
+    if locked fetch_node; then
         cp -al "$NODELIB/node_modules" "$dest/node_modules" 2>/dev/null || cp -a "$NODELIB/node_modules" "$dest/node_modules"
+    else
+        echo "test/contract: no CloudEvents SDK for JavaScript; the real suite's check with it will fail" >&2
+    fi
+    if locked fetch_go; then
         mkdir -p "$dest/bin"
         cp -a "$SDKGO/sdk-go" "$dest/bin/sdk-go"
     else
-        echo "test/contract: the CloudEvents SDKs of JavaScript and Go are missing; the real suite's checks with them will fail" >&2
+        echo "test/contract: no CloudEvents SDK for Go; the real suite's check with it will fail" >&2
     fi
     exit 0
 fi
