@@ -88,6 +88,10 @@ class Contract:
         self.types = {n[len("data/"):-len(".json")]: s for n, s in self.files.items()
                       if n.startswith("data/")}
         self.checker = FormatChecker()
+        missing = {"date-time", "uuid"} - set(self.checker.checkers)
+        if missing:                     # jsonschema would pass such formats unchecked
+            sys.exit(f"validate.py: jsonschema cannot check the formats {sorted(missing)} "
+                     "(pip install rfc3339-validator)")
         self.validators = {}
 
     def validator(self, rel):
