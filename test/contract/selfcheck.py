@@ -130,6 +130,9 @@ def valid_cases():
     cases.append(("a title with quotes, backslashes, control characters and emoji",
                   event("task.created", title="a \"b\" \\ \n\t\u0001 🥛 <html> &")))
     cases.append(("task.uncompleted to null", event("task.uncompleted", completed=None)))
+    e = event("task.created")
+    e["topic"] = "te2"
+    cases.append(("a topic renamed by taskevents.topic_task_events", e))
     for due in ("+10000-01-01T00:00:00.000000Z", "-0043-03-15T12:00:00.000000Z",
                 "0000-12-31T23:59:59.999999Z", "infinity", "-infinity", "2030-01-01T09:00:00.000000Z"):
         cases.append((f"due date {due}", event("reminder.rescheduled", due_date=due)))
