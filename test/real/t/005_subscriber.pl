@@ -33,9 +33,11 @@ my $events = sent_events($node);
 is(scalar @$events, 5 * RealPipeline::LIFECYCLE_EVENTS + 8, 'every event sent');
 
 my %sent = map { $_->{json}{id} => $_ } @$events;
-wait_until('the app received every event', sub {
-	my %got = map { ($_->{event} ? $_->{event}{id} : '') => 1 } @{ $sub->deliveries };
-	!grep { !$got{$_} } keys %sent;
+# Until every event got its final answer (SUCCESS or DROP; a RETRY is
+# followed by another delivery).
+wait_until('the app answered every event for good', sub {
+	my %done = map { ($_->{event} ? $_->{event}{id} : '') => 1 } grep { $_->{status} ne 'RETRY' } @{ $sub->deliveries };
+	!grep { !$done{$_} } keys %sent;
 }, 90);
 
 my $d = $sub->deliveries;
