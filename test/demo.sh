@@ -5,7 +5,9 @@
 #   bash test/demo.sh           the bundled sidecar (test/sidecar/fakedapr)
 #   bash test/demo.sh --kafka   a real daprd and Apache Kafka (test/real/lib.sh:
 #                               built or fetched once, cached); prints what a
-#                               Kafka consumer receives
+#                               Kafka consumer receives, and what a consumer's
+#                               Dapr app behind its own daprd receives through
+#                               the subscriptions of test/real/subscriber/
 source "$(dirname "$0")/setup.sh"
 
 KAFKA=0
@@ -41,6 +43,8 @@ if [ $KAFKA = 1 ]; then
     echo "== starting daprd $("$REAL_DAPRD" --version) with docker/components/pubsub-kafka.yaml"
     real_start_daprd "$DEMO/daprd"
     DAPR_PORT=$DAPRD_PORT
+    echo "== starting a consumer's Dapr app behind its own daprd (test/real/subscriber/: subscriptions routing on the type)"
+    real_start_subscriber "$DEMO/subscriber"
 else
     echo "== starting the sidecar (test/sidecar/fakedapr, answers as daprd does)"
     start_sidecar "$DEMO" --record "$DEMO/received.jsonl"
@@ -87,6 +91,18 @@ records.sort(key=lambda r: (r["ce"]["time"] if "ce" in r else "", rank[r["topic"
 for r in records:
     print(f"topic {r['topic']}  partition {r['partition']}  offset {r['offset']}  key {r['key']}")
     print(json.dumps(json.loads(r["value"]), indent=2, ensure_ascii=False))
+PY
+    for _ in $(seq 300); do
+        [ "$(wc -l < "$DEMO/subscriber/deliveries.jsonl")" -ge "$events" ] && break
+        sleep 0.1
+    done
+    echo "== what the consumer's Dapr app received (route: type id traceid -> its answer)"
+    python3 - "$DEMO/subscriber/deliveries.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    e = json.loads(r["body"])
+    print(f"POST {r['route']:<21} {e['type']:<19} {e['id']}  traceid {e.get('traceid')}  -> {r['status']}")
 PY
 else
     echo "== what the sidecar received"

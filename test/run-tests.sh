@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: the fake sidecar's self-test, the deployment files' checks,
-# pg_regress (SQL-visible behaviour) and the TAP tests (worker, faults,
-# restarts, crashes), the servers run by an unprivileged user, on every
+# the consumer's contract (schema/), pg_regress (SQL-visible behaviour) and
+# the TAP tests (worker, faults, restarts, crashes; each event they deliver
+# checked against schema/), the servers run by an unprivileged user, on every
 # supported PostgreSQL: 15 on the host, 17 and 18 in cached Debian chroots
 # (test/pgversions.sh).  Ends with one summary line per version.  Installs
 # what is missing on a fresh Debian 12 machine.
@@ -18,6 +19,8 @@ if [ -z "${TASKEVENTS_PG_RUN:-}" ]; then
     # its postgres user's ids and borrow its toolchains.
     read -r -a PACKAGES <<<"$(packages_for "$(pgv_host_major)")"
     ensure_packages
+    # the contract's validator, which the TAP suites of every version use
+    bash "$TOP/test/contract/run.sh" --fetch || exit 1
     read -r -a versions <<<"${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}}"
     summaries=$(mktemp /tmp/taskevents-summary.XXXXXX)
     trap 'rm -f "$summaries" "$summaries".*' EXIT
@@ -46,6 +49,7 @@ fi
 # --- on PostgreSQL $PG_MAJOR (here, or inside its chroot) ---------------------
 ensure_packages
 build_and_install
+bash "$TOP/test/contract/run.sh" --place "$WORK"
 cd "$WORK"
 mkdir -p logs
 failed=()
@@ -71,6 +75,13 @@ run_suite docker as_user bash docker/validate.sh || true
 if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ]; then
     echo "== test/docker: the image, built from docker/Dockerfile with buildah and run"
     run_suite image env WORK="$WORK" bash test/docker/run.sh || true
+fi
+
+# The consumer's contract (schema/): the same on every version, so on the
+# host's only; the TAP suites below validate each event they deliver.
+if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ]; then
+    echo "== test/contract: schema/ and schema/asyncapi.yaml"
+    run_suite contract bash test/contract/run.sh || true
 fi
 
 # pg_regress and TAP one after the other, so that a pg_regress failure

@@ -190,12 +190,45 @@ real_start_consumer() {
     return 1
 }
 
-# Stop what real_start_* started (each by its process id), consumer first.
+# real_start_subscriber DIR: a consumer team's Dapr app
+# (test/real/subscriber/app.py, deliveries into DIR/deliveries.jsonl) behind
+# a second daprd (app id taskevents-consumer) with that directory's
+# subscriptions and pub/sub component.  Sets SUBSCRIBER_PID and
+# SUBDAPRD_PID once daprd answers /v1.0/healthz.
+real_start_subscriber() {
+    local dir=$1 sub app_port port
+    sub="$REAL_DIR/subscriber"
+    mkdir -p "$dir/components"
+    app_port=$(real_free_port)
+    : > "$dir/deliveries.jsonl"
+    python3 "$sub/app.py" "$app_port" "$dir/deliveries.jsonl" > "$dir/app.log" 2>&1 &
+    SUBSCRIBER_PID=$!
+    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" "$sub/pubsub-kafka.yaml" > "$dir/components/pubsub-kafka.yaml"
+    cp "$sub/subscription.yaml" "$dir/components/"
+    { cat "$REAL_DIR/../../docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
+    port=$(real_free_port)
+    "$REAL_DAPRD" --app-id taskevents-consumer --app-port "$app_port" --app-protocol http \
+        --resources-path "$dir/components" --config "$dir/config.yaml" \
+        --dapr-http-port "$port" --dapr-grpc-port "$(real_free_port)" \
+        --dapr-internal-grpc-port "$(real_free_port)" --dapr-listen-addresses 127.0.0.1 \
+        --dapr-internal-grpc-listen-address 127.0.0.1 --enable-metrics=false \
+        --metrics-listen-address 127.0.0.1 --log-level info > "$dir/daprd.log" 2>&1 &
+    SUBDAPRD_PID=$!
+    for _ in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1.0/healthz")" = 204 ] && return 0
+        kill -0 "$SUBDAPRD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$dir/daprd.log" >&2
+    return 1
+}
+
+# Stop what real_start_* started (each by its process id), consumers first.
 real_stop_all() {
     local pid
-    for pid in ${CONSUMER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
+    for pid in ${CONSUMER_PID:-} ${SUBDAPRD_PID:-} ${SUBSCRIBER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
         { kill "$pid" && wait "$pid"; } 2>/dev/null || true
     done
-    CONSUMER_PID= DAPRD_PID= KAFKA_PID=
+    CONSUMER_PID= SUBDAPRD_PID= SUBSCRIBER_PID= DAPRD_PID= KAFKA_PID=
     return 0
 }

@@ -19,11 +19,14 @@ source "$HERE/../setup.sh"
 source "$HERE/lib.sh"
 
 PACKAGES+=(openjdk-17-jdk-headless maven)
+# node for the CloudEvents SDK for JavaScript (test/contract/sdk_js.mjs)
+command -v node >/dev/null || PACKAGES+=(nodejs)
 ensure_packages
 if [ $# -ge 1 ]; then
     WORK=$(cd "$1" && pwd)
 else
     build_and_install
+    bash "$HERE/../contract/run.sh" --place "$WORK"    # the events' validator
 fi
 PG_CONFIG=${PG_CONFIG:-pg_config}
 export PG_CONFIG

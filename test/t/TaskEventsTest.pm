@@ -15,6 +15,7 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session cursor_holes set_delivery);
@@ -126,6 +127,32 @@ sub set_delivery
 	  or die 'the worker did not follow taskevents.enabled';
 }
 
+# The consumer's contract: every event a test delivers is checked against
+# schema/ (test/contract/validate.py) when the test is done, one test per
+# file of events.  kind: "fakedapr" (a --record file: every publish request,
+# answered or not) or "kafka" (test/real/kafka/KafkaTool.java's records).
+my @contract_files;
+test2_add_callback_testing_done(sub {
+	for my $f (@contract_files)
+	{
+		my ($kind, $file) = @$f;
+		next unless -e $file;
+		my $out = '';
+		my $ok = IPC::Run::run([ 'python3', "$TOP/test/contract/validate.py", "--$kind", $file ],
+			'>', \$out, '2>&1');
+		my ($n) = $out =~ /: (\d+) events, /;
+		ok($ok, "every CloudEvent in $kind records " . ($file =~ s{.*/}{}r)
+			  . " matches schema/ (" . ($n // '?') . " events)")
+		  or diag($out);
+	}
+});
+
+sub validate_at_end
+{
+	my ($kind, $file) = @_;
+	push @contract_files, [ $kind, $file ];
+}
+
 # A psql session kept open, to interleave statements of several sessions.
 sub session
 {
@@ -208,6 +235,7 @@ sub start
 	$count++;
 	$self->{record} = "$PostgreSQL::Test::Utils::tmp_check/fakedapr_$$" . "_$count.jsonl";
 	unlink $self->{record};
+	TaskEventsTest::validate_at_end('fakedapr', $self->{record});
 	$self->_launch($opt{port} // 0);
 	push @started, $self;
 	return $self;

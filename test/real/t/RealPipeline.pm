@@ -22,11 +22,12 @@ use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(usleep time);
 use lib dirname(abs_path(__FILE__)) . '/../../t';
 use TaskEventsTest;
 
-our @EXPORT = qw(start_kafka start_daprd start_consumer real_node lifecycle_sql
+our @EXPORT = qw(start_kafka start_daprd start_consumer start_subscriber real_node lifecycle_sql
   sent_events check_records wait_records writer writer_start daprd_answers APP_ID @TOPICS);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../../..');
@@ -38,6 +39,7 @@ my $DAPRD = $ENV{REAL_DAPRD} // die "REAL_DAPRD is not set (run test/real/run.sh
 my $CP = $ENV{REAL_KAFKA_CP} // die "REAL_KAFKA_CP is not set (run test/real/run.sh)";
 my $JAVA = $ENV{JAVA} // 'java';
 my $count = 0;
+my @sdk_files;    # every consumer's records, for the SDKs' checks (below)
 
 # A fresh directory under tmp_check (which every test file of a run shares),
 # named after the test file: kept after the run, with the logs.
@@ -208,7 +210,9 @@ package RealPipeline;
 # does not need: no metrics server, no placement or scheduler, name resolution
 # that sends nothing (Kubernetes DNS names instead of mDNS announcements).
 # Options: kafka (required), token, component => 0 (start without it),
-# metadata => [[name, value], ...] added to the component, api_logging.
+# metadata => [[name, value], ...] added to the component, api_logging;
+# for a consumer's sidecar: app_id, app_port, component_yaml (instead of
+# docker/'s), resources => [files copied beside the component].
 sub start_daprd
 {
 	my (%opt) = @_;
@@ -224,6 +228,12 @@ sub start_daprd
 	close $fh;
 
 	$self->write_component(@{ $opt{metadata} // [] }) unless defined $opt{component} && !$opt{component};
+	for my $f (@{ $opt{resources} // [] })
+	{
+		open(my $out, '>', "$self->{dir}/components/" . basename($f)) or die;
+		print $out slurp_file($f);
+		close $out;
+	}
 	$self->start;
 	return $self;
 }
@@ -244,10 +254,11 @@ sub component_file { $_[0]{dir} . '/components/pubsub-kafka.yaml' }
 sub write_component
 {
 	my ($self, @metadata) = @_;
-	my $yaml = slurp_file("$RealPipeline::TOP/docker/components/pubsub-kafka.yaml");
+	my $file = $self->{opt}{component_yaml} // "$RealPipeline::TOP/docker/components/pubsub-kafka.yaml";
+	my $yaml = slurp_file($file);
 	my $brokers = $self->{opt}{kafka}->bootstrap;
 	$yaml =~ s/^(\s+value: )"kafka:9092"$/$1"$brokers"/m
-	  or die 'docker/components/pubsub-kafka.yaml: no brokers value "kafka:9092"';
+	  or die "$file: no brokers value \"kafka:9092\"";
 	$yaml .= "    - name: $_->[0]\n      value: \"$_->[1]\"\n" for @metadata;
 	my $tmp = "$self->{dir}/pubsub-kafka.yaml.tmp";
 	open(my $fh, '>', $tmp) or die;
@@ -264,7 +275,7 @@ sub start
 {
 	my ($self) = @_;
 	my %opt = %{ $self->{opt} };
-	my @cmd = ($DAPRD, '--app-id', RealPipeline::APP_ID,
+	my @cmd = ($DAPRD, '--app-id', $opt{app_id} // RealPipeline::APP_ID,
 		'--resources-path', "$self->{dir}/components",
 		'--config', "$self->{dir}/config.yaml",
 		'--dapr-http-port', $self->{port},
@@ -276,6 +287,7 @@ sub start
 		'--max-body-size', '4Mi',
 		'--log-level', 'info');
 	push @cmd, '--enable-api-logging' if $opt{api_logging} // 1;
+	push @cmd, '--app-port', $opt{app_port}, '--app-protocol', 'http' if $opt{app_port};
 	$self->{proc} = RealPipeline::spawn($self->log, { DAPR_API_TOKEN => $opt{token} // '' }, @cmd);
 	my $deadline = time + 60;
 	my $http = HTTP::Tiny->new(timeout => 2);
@@ -303,6 +315,8 @@ sub start_consumer
 	my ($kafka) = @_;
 	my $self = bless { dir => _dir('consumer') }, 'RealConsumer';
 	$self->{file} = "$self->{dir}/records.jsonl";
+	TaskEventsTest::validate_at_end('kafka', $self->{file});
+	push @sdk_files, $self->{file};
 	$self->{proc} = spawn("$self->{dir}/consumer.log", {},
 		$JAVA, '-Xmx256m', '-cp', $CP, 'KafkaTool', 'consume', $kafka->bootstrap, $self->{file}, @TOPICS);
 	my $deadline = time + 60;
@@ -315,6 +329,83 @@ sub start_consumer
 	}
 	return $self;
 }
+
+# The consumer's contract, item "other SDKs": when the test is done, every
+# record each consumer read is read again with the official CloudEvents SDKs
+# for Python, JavaScript and Go (test/contract/sdk_*; Java's is KafkaTool's
+# own), each of which must see the event as the record holds it: one test
+# per SDK and consumer.
+test2_add_callback_testing_done(sub {
+	my $c = "$TOP/test/contract";
+	for my $file (@sdk_files)
+	{
+		next unless -s $file;
+		for my $sdk ([ python => 'python3', "$c/sdk_python.py", $file ],
+			[ javascript => 'node', "$c/sdk_js.mjs", "$c/node_modules", $file ],
+			[ go => "$c/bin/sdk-go", $file ])
+		{
+			my ($lang, @cmd) = @$sdk;
+			my $out = '';
+			my $ok = eval { IPC::Run::run(\@cmd, '>', \$out, '2>&1') };
+			$out .= $@ if $@;
+			my ($n) = $out =~ /: (\d+) records, /;
+			ok($ok, "the CloudEvents SDK for $lang reads every record of " . basename(dirname($file))
+				  . " as sent (" . ($n // '?') . " records)")
+			  or diag($out);
+		}
+	}
+});
+
+# A consumer team's Dapr app (test/real/subscriber/app.py) behind a second
+# daprd of its own, with the declarative subscriptions and the component of
+# test/real/subscriber/ (routing on the CloudEvent type).  Every event it
+# receives is checked against schema/ when the test is done.
+sub start_subscriber
+{
+	my ($kafka) = @_;
+	my $self = bless { dir => _dir('subscriber') }, 'RealSubscriber';
+	$self->{file} = "$self->{dir}/deliveries.jsonl";
+	TaskEventsTest::validate_at_end('subscriber', $self->{file});
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	$self->{app} = spawn("$self->{dir}/app.log", {}, 'python3', "$TOP/test/real/subscriber/app.py",
+		$port, $self->{file});
+	my $deadline = time + 30;
+	until (-s "$self->{dir}/app.log" && slurp_file("$self->{dir}/app.log") =~ /^listening/m)
+	{
+		die "the subscriber app did not start: " . slurp_file("$self->{dir}/app.log")
+		  if !$self->{app}->alive || time > $deadline;
+		usleep(50_000);
+	}
+	$self->{daprd} = start_daprd(kafka => $kafka, app_id => 'taskevents-consumer', app_port => $port,
+		component_yaml => "$TOP/test/real/subscriber/pubsub-kafka.yaml",
+		resources => ["$TOP/test/real/subscriber/subscription.yaml"]);
+	return $self;
+}
+
+package RealSubscriber;
+
+use JSON::PP;
+
+sub daprd { $_[0]{daprd} }
+
+# Every delivery so far, in arrival order: {route, content_type, status, event}.
+sub deliveries
+{
+	my ($self) = @_;
+	my @d;
+	open(my $fh, '<', $self->{file}) or return [];
+	while (my $line = <$fh>)
+	{
+		last unless $line =~ /\n\z/;
+		my $r = decode_json($line);
+		$r->{event} = eval { JSON::PP->new->utf8(0)->decode($r->{body}) };
+		push @d, $r;
+	}
+	close $fh;
+	return \@d;
+}
+
+sub stop { $_[0]{daprd}->stop; $_[0]{app}->stop(10) }
 
 package RealConsumer;
 
