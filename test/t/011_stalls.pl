@@ -147,13 +147,14 @@ SKIP:
 
 # 4. Error texts from the sidecar are kept as valid text: a message cut at
 # the length limit in the middle of a character, bytes that are not UTF-8.
-$dapr->mode(mode => 'fail', count => 1, status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE',
+$dapr->mode(mode => 'fail', match => 'long%20error', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE',
 	message => '%C3%A9' x 200);
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'long error')");
 wait_until('the retry is recorded',
 	sub { $node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.retry') eq '1' });
 ok(valid_utf8('postgres', 'SELECT last_error FROM taskevents.retry'), 'a cut error is valid UTF-8 in taskevents.retry');
 ok(valid_utf8('postgres', 'SELECT last_error FROM taskevents.status'), '... and in the status view');
+$dapr->mode(mode => 'ok');
 wait_drained($node, 'delivered after the long error');
 $dapr->mode(mode => 'garbage', count => 10, status => 403, message => '%FF%FEnot%20UTF-8%C3');
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'garbage error')");

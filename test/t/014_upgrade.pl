@@ -205,7 +205,7 @@ is_deeply([ sort map { "$_->[1] $_->[2]" } @d ],
 # New changes are captured into the new queue and delivered.
 my $N = uuid(0x99);
 $node->safe_psql('postgres', "INSERT INTO tasks (id, user_id, title) VALUES ('$N', gen_random_uuid(), 'new')");
-wait_until('a new change delivered', sub { grep { $_->[0] eq $N } @{ received($dapr) } });
+wait_until('a new change delivered', sub { (grep { $_->[0] eq $N } @{ received($dapr) }) == 2 });
 is(types_of(received($dapr), $N), 'task.created sync.task', 'a change made after the update is delivered');
 $node->stop;
 
