@@ -21,11 +21,11 @@
  * Changes whose event failed go to taskevents.retry as a whole copy, with
  * their state; so do the later changes of a task waiting behind one (per-task
  * order).  Once every change of a queue table is read and its run of
- * numbers is over, and every snapshot in the database (or of a standby
- * with hot_standby_feedback, or of a slot) sees that, the table is emptied
- * with TRUNCATE, never waiting for its lock.  TRUNCATE is not MVCC-safe: a
- * snapshot older than the record that read the table's last change (say
- * pg_dump's) would see the table empty and the changes still unread.
+ * numbers is over, and no snapshot older than the record that found so is
+ * left (qu_older_snapshots_gone()), the table is emptied with TRUNCATE,
+ * never waiting for its lock.  TRUNCATE is not MVCC-safe: an older
+ * snapshot (say pg_dump's) would see the table empty and its changes still
+ * unread.
  *
  * The worker also checks the objects it relies on and halts, saying why,
  * when a superuser has altered them (qu_check_objects()); rows that arrive
@@ -40,7 +40,6 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "access/transam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
