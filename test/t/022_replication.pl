@@ -62,13 +62,26 @@ insert($sub, 'local write while subscribed');
 is($sub->safe_psql('postgres', q{SELECT count(*) FROM taskevents.outbox WHERE title = 'local write while subscribed'}), '1',
 	'local writes go on and are queued');
 
+# The publisher empties a read queue table: the TRUNCATE replicated to the
+# subscriber, whose same table holds its own changes, is refused there.
+$pub->safe_psql('postgres', "SELECT setval('taskevents.outbox_seq', 32765)");
+insert($pub, "publisher $_") for 7 .. 9;
+wait_drained($pub, 'the publisher delivers its first run');
+insert($pub, 'publisher 10');
+$pub->poll_query_until('postgres', 'SELECT count(*) = 0 FROM taskevents.queue_0')
+  or fail('the publisher empties its first queue table');
+ok($sub->wait_for_log(qr/a replicated TRUNCATE of taskevents\.queue_0 is refused/),
+	'the replicated TRUNCATE is refused on the subscriber');
+isnt($sub->safe_psql('postgres', 'SELECT count(*) FROM taskevents.queue_0'), '0',
+	'whose queue keeps its own changes');
+
 # The subscription gone, the subscriber delivers its own changes only.
 $sub->safe_psql('postgres', 'DROP SUBSCRIPTION everything');
 wait_until('the subscriber delivers again', sub { titles($dapr_sub)->{'local write while subscribed'} });
 wait_drained($sub, 'the subscriber\'s queue drained');
 ok(!grep({ /^publisher/ } keys %{ titles($dapr_sub) }), 'the subscriber never delivered the publisher\'s events');
 wait_drained($pub, 'the publisher\'s queue drained');
-is_deeply([ map { titles($dapr_pub)->{"publisher $_"} } 1 .. 6 ], [ (1) x 6 ], 'the publisher delivered each of its events once');
+is_deeply([ map { titles($dapr_pub)->{"publisher $_"} } 1 .. 10 ], [ (1) x 10 ], 'the publisher delivered each of its events once');
 
 $pub->stop;
 $sub->stop;
