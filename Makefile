@@ -14,6 +14,7 @@ OBJS = \
 	src/inflight.o \
 	src/dapr.o \
 	src/queue.o \
+	src/backfill.o \
 	src/worker.o \
 	src/launcher.o
 

@@ -703,6 +703,31 @@ cap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		cap_moved_forget();
 }
 
+/*
+ * Queue the task as it is, for a backfill (backfill.c): task.snapshot and
+ * sync.task, and reminder.scheduled when it has a due date.  trigger is the
+ * table's capture trigger (its column mapping, found by name in desc).
+ */
+void
+te_capture_snapshot(const char *relname, TupleDesc desc, Trigger *trigger, HeapTuple tuple,
+					const char *trace_id)
+{
+	TeChange	c = {0};
+	CapRow		row;
+
+	row.tuple = tuple;
+	row.desc = desc;
+	row.relname = relname;
+	cap_resolve_map(trigger, row.desc, row.relname, &row.map);
+	c.events = TE_EV_SNAPSHOT;
+	cap_describe(&c, &row);
+	if (!c.due_date_null)
+		c.events |= TE_EV_REM_SCHEDULED;
+	c.trace_id = pstrdup(trace_id);
+	c.traceparent = NULL;
+	cap_record(&c);
+}
+
 /* Called from _PG_init in every process that loads the library. */
 void
 te_capture_init(void)

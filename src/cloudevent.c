@@ -39,6 +39,8 @@ te_change_events(const TeChange *c, TeEvent *out)
 		ADD(TE_SLOT_TASK, "task.deleted", sync_action = "deleted", TE_TOPIC_TASK_EVENTS);
 	else if (e & TE_EV_UPDATED)
 		ADD(TE_SLOT_TASK, "task.updated", sync_action = "updated", TE_TOPIC_TASK_EVENTS);
+	else if (e & TE_EV_SNAPSHOT)
+		ADD(TE_SLOT_TASK, "task.snapshot", sync_action = "snapshot", TE_TOPIC_TASK_EVENTS);
 
 	if (e & TE_EV_COMPLETED)
 		ADD(TE_SLOT_COMPLETION, "task.completed", sync_action = "completed", TE_TOPIC_TASK_EVENTS);

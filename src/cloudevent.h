@@ -19,6 +19,7 @@
 #define TE_EV_REM_SCHEDULED		0x0020
 #define TE_EV_REM_RESCHEDULED	0x0040
 #define TE_EV_REM_CANCELLED		0x0080
+#define TE_EV_SNAPSHOT			0x0100	/* a backfill: the task as it is */
 /* How the ids render in data: numbers rather than strings. */
 #define TE_F_TASK_ID_NUMBER		0x1000
 #define TE_F_USER_ID_NUMBER		0x2000

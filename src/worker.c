@@ -56,6 +56,7 @@
 #include "utils/memutils.h"
 #include "utils/varlena.h"
 
+#include "backfill.h"
 #include "cloudevent.h"
 #include "compat.h"
 #include "dapr.h"
@@ -1188,6 +1189,9 @@ wk_paused_step(void)
 static long
 wk_step(void)
 {
+	long		sleep_ms;
+	long		backfill_ms;
+
 	/*
 	 * Until delivery is on, and in its first step, the extension is looked
 	 * at afresh: the cursor read while delivery was off (during a restore,
@@ -1209,7 +1213,10 @@ wk_step(void)
 		return wk_paused_step();
 	if (wk_slot->state != TE_WORKER_HALTED)
 		wk_set_state_keep(TE_WORKER_DELIVERING);
-	return wk_round();
+	sleep_ms = wk_round();
+	if (wk_slot->state == TE_WORKER_DELIVERING && (backfill_ms = te_backfill_step()) >= 0)
+		sleep_ms = Min(sleep_ms, backfill_ms);
+	return sleep_ms;
 }
 
 /* After an ERROR inside a step: report it, clean up, carry on. */

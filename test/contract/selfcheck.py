@@ -166,7 +166,7 @@ def invalid_cases():
     bad("specversion 0.3", edit("task.created", lambda e: e.__setitem__("specversion", "0.3")), "/specversion")
     bad("datacontenttype text/plain", edit("task.created", lambda e: e.__setitem__("datacontenttype", "text/plain")), "/datacontenttype")
     bad("data as a string", edit("task.created", lambda e: e.__setitem__("data", json.dumps(e["data"]))), "is not of type 'object'")
-    bad("a type without a schema", edit("task.created", lambda e: e.__setitem__("type", "task.snapshot")), "has no schema/data/task.snapshot.json")
+    bad("a type without a schema", edit("task.created", lambda e: e.__setitem__("type", "task.archived")), "has no schema/data/task.archived.json")
     bad("an action that is not the type's", event("task.created", action="updated"), "/action")
     bad("task.updated with no changes", event("task.updated", changes={}), "/changes")
     bad("task.created with changes", event("task.created", changes={"title": {"old": "a", "new": "b"}}), "/changes")
