@@ -79,7 +79,9 @@ if [ "${1:-}" = --place ]; then
     [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" "$dest/pylib"
     # the SDKs of JavaScript and Go, for the real suite: hard links where it can
     if locked fetch_node; then
-        cp -al "$NODELIB/node_modules" "$dest/node_modules" 2>/dev/null || cp -a "$NODELIB/node_modules" "$dest/node_modules"
+        # (across mounts, as in a version's chroot, hard links fail half way: copy afresh)
+        cp -al "$NODELIB/node_modules" "$dest/node_modules" 2>/dev/null ||
+            { rm -rf "$dest/node_modules" && cp -a "$NODELIB/node_modules" "$dest/node_modules"; }
     else
         echo "test/contract: no CloudEvents SDK for JavaScript; the real suite's check with it will fail" >&2
     fi
