@@ -77,6 +77,7 @@ echo "== ${#MUTANTS[@]} mutants, each applies to src/ as it is"
 
 ensure_packages
 build_and_install
+set +e    # a failing build or test is an outcome here, not the end
 PRISTINE=$(mktemp -d /tmp/taskevents-src.XXXXXX)
 cp -a "$WORK/src" "$PRISTINE/"
 cd "$WORK"
@@ -93,7 +94,7 @@ for m in "${MUTANTS[@]}"; do
     total=$((total + 1))
     t0=$SECONDS
     rm -rf src && cp -a "$PRISTINE/src" . && touch src/*.c
-    apply "$WORK" "$file" "$from" "$to"
+    apply "$WORK" "$file" "$from" "$to" || exit 1
     [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" src
     outcome="survived" by=""
     if ! as_user make -s >"logs/$id.build" 2>&1 || ! make -s install >>"logs/$id.build" 2>&1; then
