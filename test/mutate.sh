@@ -109,7 +109,13 @@ for m in "${MUTANTS[@]}"; do
             fi
             rc=$?
             mv "logs/$id.$$.log" "logs/$id.${t//[:\/]/_}.log"
-            if [ $rc -ne 0 ]; then outcome="killed" by=$t; break; fi
+            if [ $rc -ne 0 ]; then
+                for f in tmp_check/log/regress_log_* regression.diffs; do
+                    [ -f "$f" ] && cp "$f" "logs/$id.$(basename "$f")"
+                done
+                outcome="killed" by=$t
+                break
+            fi
         done
     fi
     case $outcome in

@@ -41,16 +41,23 @@ sub reload
 	$node->safe_psql('postgres', "$sql SELECT pg_reload_conf();");
 }
 
-# 1. Two changes of one open transaction, a committed change after them.
+# 1. Two changes of one open transaction, a change of another open one
+# numbered between them, a committed change after them.
 my $open = session($node);
+my $between = session($node);
 $open->query("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'open 1');");
+$between->query("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'between');");
 $open->query("INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'open 2');");
 insert('after the open ones');
 wait_until('the later change is delivered', sub { created()->{'after the open ones'} });
+$between->query('COMMIT;');
+wait_until('the change between is delivered', sub { created()->{'between'} });
 $open->query('COMMIT;');
 wait_drained($node, 'the open transaction delivered');
 is(created()->{'open 1'}, 1, 'the first change of a transaction that stayed open is delivered once');
 is(created()->{'open 2'}, 1, 'its second change too');
+is(created()->{'between'}, 1, 'the change numbered between them once');
+$between->close;
 
 # 2. 150 changes in the first table, read ten at a time through a slow
 # sidecar, while the sequence moves to the third table's run.
