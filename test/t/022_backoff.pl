@@ -86,5 +86,26 @@ for my $n (1 .. 2)
 	sql("UPDATE taskevents.retry SET next_attempt_at = clock_timestamp() WHERE task_id = '$other'");
 }
 
+# While a task's event waits for its retry, a later change of that task,
+# claimed in a later round, waits behind it; other tasks flow on.
+my $x = '00de0000-0000-4000-8000-000000000022';
+$dapr->mode(mode => 'fail', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE', match => $x);
+sql("INSERT INTO tasks (id, user_id, title) VALUES ('$x', gen_random_uuid(), 'v0')");
+wait_until('its first attempt failed', sub {
+	sql("SELECT count(*) FROM taskevents.retry WHERE task_id = '$x' AND attempts > 0") ne '0' });
+sql("UPDATE tasks SET title = 'v1' WHERE id = '$x'");
+my $y = sql("INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'flows') RETURNING id");
+wait_until('a later task is delivered and recorded', sub {
+	sql("SELECT count(*) FROM taskevents.outbox WHERE task_id = '$y'") eq '0' });
+is(requests($x, 'task.updated'), 0, 'the later change of a task waiting for a retry was not sent');
+is(sql("SELECT count(*) FROM taskevents.retry WHERE task_id = '$x' AND attempts > 0"), '1',
+	'only the waiting change was tried');
+$dapr->mode(mode => 'ok');
+sql("UPDATE taskevents.retry SET next_attempt_at = clock_timestamp() WHERE task_id = '$x' AND next_attempt_at IS NOT NULL");
+wait_until('the task delivered', sub { sql("SELECT count(*) FROM taskevents.outbox WHERE task_id = '$x'") eq '0' });
+is(join(' ', map { $_->{event}{type} . ($_->{event}{data}{title} ? ":$_->{event}{data}{title}" : '') }
+	grep { $_->{event}{subject} eq $x } @{ delivered_events($dapr) }),
+	'task.created:v0 sync.task task.updated:v1 sync.task', 'its events in commit order');
+
 $node->stop;
 done_testing();
