@@ -121,5 +121,22 @@ my @shadowed = grep { /OPERATOR\(pg_catalog\.|pg_catalog\.now\(\)/ } @plans;
 is(scalar @shadowed, 0, 'no operator or function the worker runs resolves through the owner\'s schema')
   or diag $shadowed[0];
 
+# The owner's defaults that would stop or steer the worker: read-only
+# transactions, another role.  Delivery goes on and is recorded (the
+# outbox empties, each event is sent once).
+($ret, $out, $err) = $node->psql('appdb', q{
+	ALTER DATABASE appdb SET default_transaction_read_only = on;
+	ALTER DATABASE appdb SET role = 'mallory';
+}, extra_params => [ '-U', 'mallory' ]);
+is($ret, 0, 'the database owner sets hostile defaults') or diag $err;
+$ENV{PGOPTIONS} .= ' -c default_transaction_read_only=off -c role=none';
+$old = worker_pid();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($old)");
+wait_until('a new worker', sub { my $p = worker_pid(); $p ne '' && $p ne $old });
+$task = insert('under hostile defaults');
+wait_until('delivered and recorded under hostile defaults', sub {
+	$node->safe_psql('appdb', 'SELECT count(*) FROM taskevents.outbox') eq '0' }, 20);
+is(delivered($task, 'task.created') . delivered($task, 'sync.task'), '11', 'each event sent once');
+
 $node->stop;
 done_testing();
