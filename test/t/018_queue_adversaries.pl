@@ -103,14 +103,7 @@ my $other_db = session($node);
 sql('CREATE DATABASE elsewhere');
 my $elsewhere = session($node, 'elsewhere');
 $elsewhere->query('BEGIN; SELECT pg_current_xact_id();');
-sql(q{DO $$ BEGIN FOR i IN 1..500 LOOP
-	BEGIN
-		INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'rolled back ' || i);
-		RAISE EXCEPTION 'roll back';
-	EXCEPTION WHEN raise_exception THEN NULL;
-	END;
-	IF i % 50 = 0 THEN INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'kept ' || i); END IF;
-END LOOP; END $$});
+rolled_back_inserts($node, 500, 50);
 for my $i (1 .. 100)
 {
 	$other_db->query("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'aborted $i'); ROLLBACK;");

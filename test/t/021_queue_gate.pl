@@ -90,13 +90,7 @@ $victim->query(q{BEGIN; DO $$ BEGIN
 EXCEPTION WHEN lock_not_available THEN NULL; END $$;
 PREPARE TRANSACTION 'stuck';});
 $alter->query('COMMIT;');
-sql(q{DO $$ BEGIN FOR i IN 1..300 LOOP
-	BEGIN
-		INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'rolled back ' || i);
-		RAISE EXCEPTION 'roll back';
-	EXCEPTION WHEN raise_exception THEN NULL;
-	END;
-END LOOP; END $$});
+rolled_back_inserts($node, 300);
 insert('after the rollbacks');
 wait_drained($node, 'delivered after the rollbacks');
 wait_until('no hole is kept by a transaction that holds no number', sub { cursor_holes($node) eq '0' });
@@ -108,13 +102,7 @@ my $batch = session($node);
 $batch->query("BEGIN; INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'batch 1');");
 for my $i (2 .. 4)
 {
-	sql(q{DO $$ BEGIN FOR i IN 1..100 LOOP
-		BEGIN
-			INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'rolled back');
-			RAISE EXCEPTION 'roll back';
-		EXCEPTION WHEN raise_exception THEN NULL;
-		END;
-	END LOOP; END $$});
+	rolled_back_inserts($node, 100);
 	$batch->query("INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'batch $i');");
 }
 insert('after the batch');

@@ -18,7 +18,7 @@ use Test::More;
 use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session cursor_holes set_delivery);
+our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session cursor_holes set_delivery rolled_back_inserts);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
@@ -115,6 +115,24 @@ sub cursor_holes
 	return $node->safe_psql('postgres',
 		'SELECT coalesce(sum(h - l + 1), 0) FROM (SELECT hole_lo, hole_hi FROM taskevents.tick ORDER BY id DESC LIMIT 1) t,'
 		  . ' unnest(t.hole_lo, t.hole_hi) AS u(l, h)');
+}
+
+# count INSERTs into tasks, each rolled back (a subtransaction of one
+# committed transaction); with every_kept, each every_kept-th row is kept.
+sub rolled_back_inserts
+{
+	my ($node, $count, $every_kept) = @_;
+	my $keep = $every_kept
+	  ? "IF i % $every_kept = 0 THEN INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'kept ' || i); END IF;"
+	  : '';
+	$node->safe_psql('postgres', qq{DO \$\$ BEGIN FOR i IN 1..$count LOOP
+		BEGIN
+			INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'rolled back ' || i);
+			RAISE EXCEPTION 'roll back';
+		EXCEPTION WHEN raise_exception THEN NULL;
+		END;
+		$keep
+	END LOOP; END \$\$});
 }
 
 # Turn delivery on or off (taskevents.enabled) and wait for the worker to follow.
