@@ -912,6 +912,27 @@ qu_check_objects(void)
 }
 
 /*
+ * qu_check_objects() at most once a second (a superuser's ALTER is seen
+ * within a poll or two; a claim costs no catalog query), and at each claim
+ * while it found something.
+ */
+static const char *
+qu_check_objects_now(void)
+{
+	static TimestampTz last_check = 0;
+	static bool last_halted = false;
+	TimestampTz now = GetCurrentTimestamp();
+	const char *why;
+
+	if (!last_halted && !TimestampDifferenceExceeds(last_check, now, 1000))
+		return NULL;
+	why = qu_check_objects();
+	last_check = now;
+	last_halted = why != NULL;
+	return why;
+}
+
+/*
  * The last number given out, moved forward first past every row of the
  * queue and past the cursor: rows that arrived by another path than the
  * capture (a restore, a setval backwards) are then read once, and no
@@ -969,7 +990,7 @@ qu_claim(QuRound *r, int limit, Size budget)
 	r->changes = palloc0(sizeof(QuChange) * (limit + 1));
 	if (!qu_begin("taskevents: claiming"))
 		return false;
-	r->halted = qu_check_objects();
+	r->halted = qu_check_objects_now();
 	if (r->halted != NULL)
 	{
 		r->halted = MemoryContextStrdup(qu_round_cxt, r->halted);
