@@ -376,14 +376,12 @@ test_major() {
 	fi
 
 	# The compose writer, in a second container of the image.
-	if out=$("${BR[@]}" "${cli_env[@]}" --env WAIT_SECONDS=30 -v "$TOP/docker/writer:/writer:ro" \
-		"$cli" -- bash /writer/lifecycle.sh 2>&1) && grep -q "writer: every event delivered" <<<"$out"; then
+	if writer 30; then
 		pass "PostgreSQL $major: docker/writer/lifecycle.sh as tasks_app: every event delivered, no dead letters"
 	else
 		echo "$out" | tail -n 20
 		fail "PostgreSQL $major: docker/writer/lifecycle.sh"
 	fi
-	task_id=$(sed -n 's/^task \([0-9a-f-]*\) (user .*/\1/p' <<<"$out" | head -n 1)
 
 	# The exporter's queries (docker/postgres_exporter.yaml) as a member of
 	# pg_monitor, which is all the exporter's role needs.
@@ -409,14 +407,10 @@ for spec in yaml.safe_load(open(sys.argv[1])).values():
 	# What the sidecar received: the lifecycle's eleven events, in order per
 	# topic, as taskevents sends them.
 	if out=$(python3 - "$tmp/received-$major.jsonl" "$task_id" <<'PY' 2>&1
-import json, sys
+import json, os, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 task = sys.argv[2]
-want = {
-    "task-events": ["task.created", "task.updated", "task.updated", "task.completed", "task.deleted"],
-    "task-updates": ["sync.task"] * 5,
-    "reminders": ["reminder.scheduled"],
-}
+want = json.loads(os.environ["LIFECYCLE_EVENTS"])
 got = {}
 problems = []
 for r in recs:
@@ -481,6 +475,19 @@ PY
 	containers=()
 }
 
+# The events of docker/writer/lifecycle.sh's task, per topic in order.
+export LIFECYCLE_EVENTS='{"task-events": ["task.created", "task.updated", "task.updated", "task.completed", "task.deleted"],
+  "task-updates": ["sync.task", "sync.task", "sync.task", "sync.task", "sync.task"], "reminders": ["reminder.scheduled"]}'
+
+# writer SECONDS: docker/writer/lifecycle.sh from the second container, waiting
+# up to SECONDS for delivery; its output in out, its task in task_id.
+writer() {
+	out=$("${BR[@]}" "${cli_env[@]}" --env WAIT_SECONDS="$1" -v "$TOP/docker/writer:/writer:ro" \
+		"$cli" -- bash /writer/lifecycle.sh 2>&1) || return 1
+	task_id=$(sed -n 's/^task \([0-9a-f-]*\) (user .*/\1/p' <<<"$out" | head -n 1)
+	grep -q "writer: every event delivered" <<<"$out"
+}
+
 # image_real MAJOR: with the image's server running, a real daprd (its
 # component docker/components/pubsub-kafka.yaml) and one Kafka node on the
 # host; the server pointed at daprd, the writer's lifecycle once more, and
@@ -495,21 +502,14 @@ image_real() {
 	fi
 	out=$(cli_psql -c "ALTER SYSTEM SET taskevents.port = $DAPRD_PORT" -c "SELECT pg_reload_conf()" 2>&1) ||
 		{ fail "PostgreSQL $major: point the image at daprd: $out"; return; }
-	if out=$("${BR[@]}" "${cli_env[@]}" --env WAIT_SECONDS=60 -v "$TOP/docker/writer:/writer:ro" \
-		"$cli" -- bash /writer/lifecycle.sh 2>&1) && grep -q "writer: every event delivered" <<<"$out"; then
-		task_id=$(sed -n 's/^task \([0-9a-f-]*\) (user .*/\1/p' <<<"$out" | head -n 1)
-	else
+	if ! writer 60; then
 		echo "$out" | tail -n 20
 		fail "PostgreSQL $major: docker/writer/lifecycle.sh through daprd"
 		return
 	fi
 	if out=$(python3 - "$dir/consumer/records.jsonl" "$task_id" <<'PY' 2>&1
-import json, sys, time
-want = {
-    "task-events": ["task.created", "task.updated", "task.updated", "task.completed", "task.deleted"],
-    "task-updates": ["sync.task"] * 5,
-    "reminders": ["reminder.scheduled"],
-}
+import json, os, sys, time
+want = json.loads(os.environ["LIFECYCLE_EVENTS"])
 task = sys.argv[2]
 for _ in range(300):
     recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
