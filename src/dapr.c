@@ -38,6 +38,9 @@ static int	dp_in_flight = 0;
 
 /* Idle easy handles, reused so their settings and buffers stay warm. */
 #define DP_POOL_MAX 1024
+
+/* Time limit of a connection, and of a question about the sidecar itself. */
+#define DP_QUICK_MS 2000
 static CURL *dp_pool[DP_POOL_MAX];
 static int	dp_npool = 0;
 
@@ -242,9 +245,9 @@ te_dapr_start(TeRequest *req)
 
 	initStringInfo(&url);
 	appendStringInfoString(&url, dp_base);
-	if (req->probe)
+	if (req->get != NULL)
 	{
-		appendStringInfoString(&url, "/v1.0/healthz/outbound");
+		appendStringInfoString(&url, req->get);
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
 	else
@@ -266,8 +269,14 @@ te_dapr_start(TeRequest *req)
 	curl_easy_setopt(h, CURLOPT_URL, url.data);
 	pfree(url.data);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->bulk ? dp_bulk_headers : dp_headers);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long) te_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) te_timeout_ms);
+	/*
+	 * A publish waits for daprd's answer: one abandoned may still reach
+	 * Kafka, and sending it again would publish a copy.  A connection not
+	 * made, or a question about the sidecar itself, is soon given up.
+	 */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+					 (long) (req->get != NULL ? Min(te_timeout_ms, DP_QUICK_MS) : te_timeout_ms));
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(te_timeout_ms, DP_QUICK_MS));
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	/* straight to the sidecar: no proxy, whatever http_proxy the server's environment has */
 	curl_easy_setopt(h, CURLOPT_PROXY, "");
@@ -445,7 +454,7 @@ dp_finish(CURL *h, CURLcode result)
 	/* a bulk answer listing failed entries: the others were published */
 	req->partial = req->bulk && req->resp != NULL && req->status >= 500 &&
 		strstr(req->resp, "\"failedEntries\"") != NULL;
-	if (!req->bulk)
+	if (!req->bulk && req->get == NULL)
 		te_dapr_release(req);
 	return req;
 }
@@ -494,6 +503,26 @@ te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error)
 	snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld bulk entry failed: %s", req->status, reason);
 	dp_clean_error(error);
 	return dp_record_too_large(reason) ? TE_OUTCOME_PERMANENT : TE_OUTCOME_RETRY;
+}
+
+/*
+ * Does the daprd that answered GET /v1.0/metadata have the bulk publish API
+ * (/v1.0/publish/bulk, stable since Dapr 1.17)?  1 yes, 0 no, -1 when its
+ * runtimeVersion is not a release number or absent ("" in version).
+ */
+int
+te_dapr_bulk_supported(const TeRequest *metadata, char *version, size_t len)
+{
+	int			major,
+				minor;
+
+	version[0] = '\0';
+	if (metadata->outcome != TE_OUTCOME_OK || metadata->resp == NULL)
+		return -1;
+	dp_json_string(metadata->resp, "runtimeVersion", version, len);
+	if (sscanf(version, "%d.%d", &major, &minor) != 2)
+		return -1;
+	return major > 1 || (major == 1 && minor >= 17);
 }
 
 /* Requests started and not yet returned. */

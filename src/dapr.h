@@ -25,7 +25,7 @@ typedef struct TeRequest
 	const char *partition_key;
 	const char *body;
 	size_t		body_len;
-	bool		probe;			/* GET /v1.0/healthz/outbound instead */
+	const char *get;			/* a GET of this API path instead of a publish */
 	bool		bulk;			/* body is a bulk publish request for topic */
 	void	   *owner;			/* for the caller */
 
@@ -37,7 +37,7 @@ typedef struct TeRequest
 
 	/* private */
 	void	   *handle;
-	char	   *resp;			/* the answer's body (malloc'd), kept for bulk */
+	char	   *resp;			/* the answer's body (malloc'd), kept for bulk and GET */
 	size_t		resp_len;
 	size_t		resp_cap;
 } TeRequest;
@@ -52,5 +52,6 @@ extern const char *te_dapr_endpoint(void);
 extern TeOutcome te_dapr_classify(long status, const char *body, char *error);
 extern TeOutcome te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error);
 extern void te_dapr_release(TeRequest *req);
+extern int	te_dapr_bulk_supported(const TeRequest *metadata, char *version, size_t len);
 
 #endif							/* TASKEVENTS_DAPR_H */

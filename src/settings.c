@@ -43,7 +43,21 @@ int			te_max_age_s = 86400;
 int			te_retention_s = 0;
 int			te_poll_interval_ms = 1000;
 int			te_max_body_kb = 4096;
-bool		te_bulk = false;
+int			te_bulk = TE_BULK_AUTO;
+
+/* every boolean spelling too: taskevents.bulk was a boolean before auto */
+static const struct config_enum_entry bulk_options[] = {
+	{"auto", TE_BULK_AUTO, false},
+	{"on", TE_BULK_ON, false},
+	{"off", TE_BULK_OFF, false},
+	{"true", TE_BULK_ON, true},
+	{"false", TE_BULK_OFF, true},
+	{"yes", TE_BULK_ON, true},
+	{"no", TE_BULK_OFF, true},
+	{"1", TE_BULK_ON, true},
+	{"0", TE_BULK_OFF, true},
+	{NULL, 0, false}
+};
 int			te_max_databases = 32;
 char	   *te_standby_slots = NULL;
 char	   *te_trace_id = NULL;
@@ -270,8 +284,9 @@ te_settings_init(void)
 							   "CloudEvent source attribute.",
 							   NULL, &te_source, "pakaura/api", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("taskevents.timeout",
-							"Time limit of one request to the sidecar.",
-							NULL, &te_timeout_ms, 2000, 10, 600000, PGC_SIGHUP, GUC_UNIT_MS,
+							"How long a publish request waits for the sidecar's answer.",
+							"Longer than daprd may take while its Kafka producer retries: a request given up may still be published, and its events would be sent again.",
+							&te_timeout_ms, 300000, 10, 600000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("taskevents.concurrency",
 							"Requests in flight at once, each on its own kept-alive connection.",
@@ -306,9 +321,10 @@ te_settings_init(void)
 							"Largest event body sent; larger events go to the dead letters (the sidecar's --max-body-size).",
 							NULL, &te_max_body_kb, 4096, 1, 1024 * 1024, PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
-	DefineCustomBoolVariable("taskevents.bulk",
-							 "Publishes with Dapr's bulk publish API (Dapr 1.17 or later), up to 500 events a request.",
-							 NULL, &te_bulk, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("taskevents.bulk",
+							 "Publishes with Dapr's bulk publish API, up to 500 events a request.",
+							 "auto: when the sidecar's metadata says Dapr 1.17 or later; on: always; off: one event a request.",
+							 &te_bulk, TE_BULK_AUTO, bulk_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("taskevents.standby_slots",
 							   "Physical replication slots whose standbys must have flushed a change before its events are published.",

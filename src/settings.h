@@ -25,7 +25,15 @@ extern int	te_max_age_s;
 extern int	te_retention_s;
 extern int	te_poll_interval_ms;
 extern int	te_max_body_kb;
-extern bool te_bulk;
+/* taskevents.bulk */
+typedef enum TeBulkMode
+{
+	TE_BULK_OFF,
+	TE_BULK_ON,
+	TE_BULK_AUTO				/* when the sidecar says it has the API */
+} TeBulkMode;
+
+extern int	te_bulk;
 extern int	te_max_databases;
 extern char *te_standby_slots;
 extern char *te_trace_id;

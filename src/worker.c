@@ -18,8 +18,8 @@
  * worker asks the sidecar's readiness endpoint at once.  No answer there
  * either: the sidecar is away, which is no event's fault, so the round is
  * forgotten (no attempt charged), the worker pauses, probes every second and
- * resumes as soon as the probe succeeds.  A ready sidecar that still did not
- * answer (a broker slower than the timeout) charges the attempts.
+ * resumes as soon as the probe succeeds.  A publish waits for daprd's answer
+ * up to taskevents.timeout (minutes): one given up may still be published.
  *
  * The worker runs as a superuser in a database that other roles own, so it
  * pins every setting that could steer or stop it, whatever the database and
@@ -111,6 +111,9 @@ typedef struct WkBulk
 /* Most entries in one bulk publish request. */
 #define WK_BULK_MAX 500
 
+/* No answer for this long: the round says it is waiting. */
+#define WK_SLOW_MS 10000
+
 /* How long changes gather after a round that sent something, at most. */
 #define WK_GATHER_MS 5
 
@@ -130,6 +133,8 @@ typedef struct WkRound
 	List	   *failed;			/* events that failed and may be retried */
 	int			answered;		/* got an HTTP answer */
 	int			unanswered;		/* refused, reset, timed out */
+	TimestampTz last_answer;	/* when a request last came back */
+	bool		slow_logged;
 	uint64		published;
 	uint64		retried;
 	uint64		ndead;
@@ -145,6 +150,10 @@ static bool wk_outage = false;	/* from the first pause to the first answer */
 static TimestampTz wk_outage_since;
 static TimestampTz wk_outage_logged;
 static TimestampTz wk_last_probe;
+static bool wk_mode_known = false;	/* taskevents.bulk = auto has chosen */
+static bool wk_mode_logged = false;
+static char wk_mode_version[32];	/* the version it was chosen for */
+static bool wk_bulk_now = false;	/* its choice */
 
 /* The database's name, and how to convert its text to UTF-8 (looked up at start). */
 static char wk_dbname[NAMEDATALEN];
@@ -839,6 +848,86 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 		wk_bulk_finished(r, b);
 }
 
+/* GET an API path of the sidecar; the caller releases req. */
+static void
+wk_get(TeRequest *req, const char *path)
+{
+	TeRequest  *done[1];
+
+	req->get = path;
+	te_dapr_start(req);
+	while (req->handle != NULL)
+	{
+		(void) te_dapr_wait(done, 1, 100);
+		wk_check_alive();
+	}
+}
+
+/* Ask the sidecar whether it is ready (GET /v1.0/healthz/outbound). */
+static bool
+wk_probe(void)
+{
+	TeRequest	req = {0};
+
+	wk_get(&req, "/v1.0/healthz/outbound");
+	te_dapr_release(&req);
+	wk_last_probe = GetCurrentTimestamp();
+	if (req.outcome != TE_OUTCOME_OK)
+		wk_set_error(req.error);
+	return req.outcome == TE_OUTCOME_OK;
+}
+
+/*
+ * Publish in bulk?  With taskevents.bulk = auto, as the sidecar's metadata
+ * says, asked again after a reload or an outage (daprd may have changed);
+ * the choice is logged when it or the version changes.
+ */
+static bool
+wk_use_bulk(void)
+{
+	TeRequest	req = {0};
+	char		version[32];
+	int			supported;
+	bool		bulk;
+
+	if (te_bulk != TE_BULK_AUTO || !te_dapr_enabled)
+		return te_bulk == TE_BULK_ON && te_dapr_enabled;
+	if (wk_mode_known)
+		return wk_bulk_now;
+	wk_get(&req, "/v1.0/metadata");
+	supported = te_dapr_bulk_supported(&req, version, sizeof(version));
+	te_dapr_release(&req);
+	if (req.status == 0)
+		return false;			/* no answer: ask again next round */
+	wk_mode_known = true;
+	bulk = supported == 1;
+	if (bulk != wk_bulk_now || !wk_mode_logged || strcmp(version, wk_mode_version) != 0)
+		ereport(LOG,
+				(errmsg("taskevents: publishing %s: the Dapr sidecar at %s %s",
+						bulk ? "in bulk" : "one event per request", te_dapr_endpoint(),
+						supported == 1 ? psprintf("is daprd %s, which has the bulk publish API", version) :
+						supported == 0 ? psprintf("is daprd %s; bulk publish needs 1.17 or later", version) :
+						version[0] ? psprintf("gives version \"%s\", not a release number", version) :
+						psprintf("did not say its version (%s)", req.outcome == TE_OUTCOME_OK ? "no runtimeVersion in GET /v1.0/metadata" : req.error)),
+				 errhint("taskevents.bulk = auto chose this; set it to on or off to choose.")));
+	wk_mode_logged = true;
+	strlcpy(wk_mode_version, version, sizeof(wk_mode_version));
+	wk_bulk_now = bulk;
+	return bulk;
+}
+
+/* Read the configuration file again when told to. */
+static void
+wk_reload(void)
+{
+	if (!ConfigReloadPending)
+		return;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	te_dapr_configure();
+	wk_mode_known = false;
+}
+
 /*
  * Requests of the round got no answer and none has been answered: the
  * sidecar may be away or frozen.  Start nothing more: a frozen daprd keeps
@@ -847,12 +936,36 @@ wk_start_bulk(WkRound *r, WkQueue *q)
  */
 #define WK_STALLED(r) ((r)->answered == 0 && (r)->unanswered > 0)
 
+/*
+ * Requests in flight and none back for a while: daprd is slow (its Kafka
+ * producer retrying, say).  Waiting is right, as what it publishes late
+ * would be published twice if sent again; say so once a round.
+ */
+static void
+wk_note_slow(WkRound *r)
+{
+	char		msg[TE_DAPR_ERROR_LEN];
+
+	if (r->slow_logged || te_dapr_in_flight() == 0 ||
+		!TimestampDifferenceExceeds(r->last_answer, GetCurrentTimestamp(), WK_SLOW_MS))
+		return;
+	r->slow_logged = true;
+	snprintf(msg, sizeof(msg),
+			 "the Dapr sidecar at %s has not answered %d requests for %d s; waiting for its answers up to taskevents.timeout",
+			 te_dapr_endpoint(), te_dapr_in_flight(), WK_SLOW_MS / 1000);
+	wk_set_error(msg);
+	ereport(LOG, (errmsg("taskevents: %s", msg),
+				  errdetail("A request given up may still be published; its events would then be published twice.")));
+}
+
 /* Run the requests of a round to completion, checking for interrupts. */
 static void
 wk_pump(WkRound *r)
 {
 	TeRequest  *done[64];
+	bool		bulk = wk_use_bulk();
 
+	r->last_answer = GetCurrentTimestamp();
 	while ((r->nready > 0 && !WK_STALLED(r)) || te_dapr_in_flight() > 0)
 	{
 		int			n;
@@ -866,7 +979,7 @@ wk_pump(WkRound *r)
 				qi = (qi + 1) % WK_NQUEUES;
 			r->next_queue = (qi + 1) % WK_NQUEUES;
 			q = &r->ready[qi];
-			if (te_bulk && te_dapr_enabled && qi != WK_RESENT_QUEUE)
+			if (bulk && qi != WK_RESENT_QUEUE)
 				wk_start_bulk(r, q);
 			else
 			{
@@ -875,6 +988,10 @@ wk_pump(WkRound *r)
 			}
 		}
 		n = te_dapr_wait(done, lengthof(done), 100);
+		if (n > 0)
+			r->last_answer = GetCurrentTimestamp();
+		else
+			wk_note_slow(r);
 		for (int i = 0; i < n; i++)
 		{
 			if (done[i]->bulk)
@@ -884,26 +1001,6 @@ wk_pump(WkRound *r)
 		}
 		wk_check_alive();
 	}
-}
-
-/* Ask the sidecar whether it is ready (GET /v1.0/healthz/outbound). */
-static bool
-wk_probe(void)
-{
-	TeRequest	req = {0};
-	TeRequest  *done[1];
-
-	req.probe = true;
-	te_dapr_start(&req);
-	while (req.handle != NULL)
-	{
-		(void) te_dapr_wait(done, 1, 100);
-		wk_check_alive();
-	}
-	wk_last_probe = GetCurrentTimestamp();
-	if (req.outcome != TE_OUTCOME_OK)
-		wk_set_error(req.error);
-	return req.outcome == TE_OUTCOME_OK;
 }
 
 /* Failures of the round that may heal: back off, or dead-letter when too old or tried too often. */
@@ -947,6 +1044,7 @@ wk_pause(const char *error)
 	TimestampTz now = GetCurrentTimestamp();
 
 	wk_paused = true;
+	wk_mode_known = false;		/* the sidecar that comes back may be another */
 	wk_set_state(TE_WORKER_PAUSED, false);
 	wk_set_error(error);
 	if (!wk_outage)
@@ -1074,12 +1172,7 @@ wk_wait_standbys(XLogRecPtr lsn)
 						 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			te_dapr_configure();
-		}
+		wk_reload();
 		if (!te_enabled)
 			return false;
 	}
@@ -1264,12 +1357,7 @@ taskevents_worker_main(Datum arg)
 		MemoryContextReset(wk_cxt);
 		ResetLatch(MyLatch);
 		wk_check_alive();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			te_dapr_configure();
-		}
+		wk_reload();
 
 		PG_TRY();
 		{

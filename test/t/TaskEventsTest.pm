@@ -41,6 +41,9 @@ sub new_node
 	  . "taskevents.backoff_min = '50ms'\n"
 	  . "taskevents.backoff_max = '1s'\n"
 	  . "taskevents.timeout = '1s'\n"
+	  # one event per request, whose answers the tests aim at; 009_bulk
+	  # covers bulk and how auto chooses
+	  . "taskevents.bulk = off\n"
 	  . "taskevents.poll_interval = '200ms'\n"
 	  . "log_min_messages = debug1\n"
 	  . ($opt{conf} // '');
