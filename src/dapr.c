@@ -275,7 +275,7 @@ te_dapr_start(TeRequest *req)
 	 * made, or a question about the sidecar itself, is soon given up.
 	 */
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-					 (long) (req->get != NULL ? Min(te_timeout_ms, DP_QUICK_MS) : te_timeout_ms));
+					 (long) (req->quick ? Min(te_timeout_ms, DP_QUICK_MS) : te_timeout_ms));
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(te_timeout_ms, DP_QUICK_MS));
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	/* straight to the sidecar: no proxy, whatever http_proxy the server's environment has */
@@ -503,26 +503,6 @@ te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error)
 	snprintf(error, TE_DAPR_ERROR_LEN, "HTTP %ld bulk entry failed: %s", req->status, reason);
 	dp_clean_error(error);
 	return dp_record_too_large(reason) ? TE_OUTCOME_PERMANENT : TE_OUTCOME_RETRY;
-}
-
-/*
- * Does the daprd that answered GET /v1.0/metadata have the bulk publish API
- * (/v1.0/publish/bulk, stable since Dapr 1.17)?  1 yes, 0 no, -1 when its
- * runtimeVersion is not a release number or absent ("" in version).
- */
-int
-te_dapr_bulk_supported(const TeRequest *metadata, char *version, size_t len)
-{
-	int			major,
-				minor;
-
-	version[0] = '\0';
-	if (metadata->outcome != TE_OUTCOME_OK || metadata->resp == NULL)
-		return -1;
-	dp_json_string(metadata->resp, "runtimeVersion", version, len);
-	if (sscanf(version, "%d.%d", &major, &minor) != 2)
-		return -1;
-	return major > 1 || (major == 1 && minor >= 17);
 }
 
 /* Requests started and not yet returned. */

@@ -26,6 +26,7 @@ typedef struct TeRequest
 	const char *body;
 	size_t		body_len;
 	const char *get;			/* a GET of this API path instead of a publish */
+	bool		quick;			/* a question about the sidecar: given up after 2 s */
 	bool		bulk;			/* body is a bulk publish request for topic */
 	void	   *owner;			/* for the caller */
 
@@ -52,6 +53,5 @@ extern const char *te_dapr_endpoint(void);
 extern TeOutcome te_dapr_classify(long status, const char *body, char *error);
 extern TeOutcome te_dapr_entry_outcome(const TeRequest *req, const char *entry_id, char *error);
 extern void te_dapr_release(TeRequest *req);
-extern int	te_dapr_bulk_supported(const TeRequest *metadata, char *version, size_t len);
 
 #endif							/* TASKEVENTS_DAPR_H */

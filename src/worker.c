@@ -152,7 +152,7 @@ static TimestampTz wk_outage_logged;
 static TimestampTz wk_last_probe;
 static bool wk_mode_known = false;	/* taskevents.bulk = auto has chosen */
 static bool wk_mode_logged = false;
-static char wk_mode_version[32];	/* the version it was chosen for */
+static char wk_mode_reason[TE_DAPR_ERROR_LEN];	/* the answer it chose on */
 static bool wk_bulk_now = false;	/* its choice */
 
 /* The database's name, and how to convert its text to UTF-8 (looked up at start). */
@@ -848,13 +848,13 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 		wk_bulk_finished(r, b);
 }
 
-/* GET an API path of the sidecar; the caller releases req. */
+/* Ask the sidecar something (req->quick) and wait for its answer; the caller releases req. */
 static void
-wk_get(TeRequest *req, const char *path)
+wk_ask(TeRequest *req)
 {
 	TeRequest  *done[1];
 
-	req->get = path;
+	req->quick = true;
 	te_dapr_start(req);
 	while (req->handle != NULL)
 	{
@@ -869,7 +869,8 @@ wk_probe(void)
 {
 	TeRequest	req = {0};
 
-	wk_get(&req, "/v1.0/healthz/outbound");
+	req.get = "/v1.0/healthz/outbound";
+	wk_ask(&req);
 	te_dapr_release(&req);
 	wk_last_probe = GetCurrentTimestamp();
 	if (req.outcome != TE_OUTCOME_OK)
@@ -878,40 +879,42 @@ wk_probe(void)
 }
 
 /*
- * Publish in bulk?  With taskevents.bulk = auto, as the sidecar's metadata
- * says, asked again after a reload or an outage (daprd may have changed);
- * the choice is logged when it or the version changes.
+ * Publish in bulk?  With taskevents.bulk = auto, as the sidecar's bulk
+ * publish API answers a request of no entries: 2xx, it has it (Dapr 1.17
+ * or later, the publish API allowed); 404 from no component, it has not.
+ * Asked again after a reload or an outage (daprd may have changed); the
+ * choice is logged when it or its reason changes.  Other answers (the
+ * component still loading, say) leave the question for the next round.
  */
 static bool
 wk_use_bulk(void)
 {
 	TeRequest	req = {0};
-	char		version[32];
-	int			supported;
 	bool		bulk;
 
 	if (te_bulk != TE_BULK_AUTO || !te_dapr_enabled)
 		return te_bulk == TE_BULK_ON && te_dapr_enabled;
 	if (wk_mode_known)
 		return wk_bulk_now;
-	wk_get(&req, "/v1.0/metadata");
-	supported = te_dapr_bulk_supported(&req, version, sizeof(version));
+	req.bulk = true;
+	req.topic = te_topic_task_events;
+	req.body = "[]";
+	req.body_len = 2;
+	wk_ask(&req);
 	te_dapr_release(&req);
-	if (req.status == 0)
-		return false;			/* no answer: ask again next round */
+	bulk = req.outcome == TE_OUTCOME_OK;
+	if (!bulk && !(req.status == 404 && req.outcome == TE_OUTCOME_PERMANENT))
+		return false;
 	wk_mode_known = true;
-	bulk = supported == 1;
-	if (bulk != wk_bulk_now || !wk_mode_logged || strcmp(version, wk_mode_version) != 0)
+	if (bulk != wk_bulk_now || !wk_mode_logged || strcmp(req.error, wk_mode_reason) != 0)
 		ereport(LOG,
 				(errmsg("taskevents: publishing %s: the Dapr sidecar at %s %s",
 						bulk ? "in bulk" : "one event per request", te_dapr_endpoint(),
-						supported == 1 ? psprintf("is daprd %s, which has the bulk publish API", version) :
-						supported == 0 ? psprintf("is daprd %s; bulk publish needs 1.17 or later", version) :
-						version[0] ? psprintf("gives version \"%s\", not a release number", version) :
-						psprintf("did not say its version (%s)", req.outcome == TE_OUTCOME_OK ? "no runtimeVersion in GET /v1.0/metadata" : req.error)),
+						bulk ? "has the bulk publish API" :
+						psprintf("has no bulk publish API (%s), which needs Dapr 1.17 or later with the publish API allowed", req.error)),
 				 errhint("taskevents.bulk = auto chose this; set it to on or off to choose.")));
 	wk_mode_logged = true;
-	strlcpy(wk_mode_version, version, sizeof(wk_mode_version));
+	strlcpy(wk_mode_reason, req.error, sizeof(wk_mode_reason));
 	wk_bulk_now = bulk;
 	return bulk;
 }

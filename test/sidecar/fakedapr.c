@@ -20,8 +20,6 @@
  *   POST /v1.0/publish/bulk/{pubsub}/{topic}  body: a JSON array of entries
  *        {"entryId":…,"event":…,…}; 204 when every entry is published
  *   GET  /v1.0/healthz/outbound               204 (or the healthz knob)
- *   GET  /v1.0/metadata                       200 {"id":"fakedapr","runtimeVersion":…}
- *        (the version knob; no runtimeVersion when it is empty)
  *   Errors are daprd's JSON {"errorCode":…,"message":…}:
  *   - token configured and dapr-api-token missing or wrong (healthz exempt):
  *     401 text/plain "invalid api token\n"
@@ -54,8 +52,9 @@
  *     ms=MILLIS        slow: the delay (default 1000); fail, garbage: a delay
  *     raw=1            garbage: bytes that are not HTTP, then close
  *     healthz=STATUS   what /v1.0/healthz/outbound answers, in any mode
- *     version=TEXT     the runtimeVersion /v1.0/metadata says (default 1.18.2,
- *                      daprd's; kept across modes like healthz)
+ *     nobulk=0|1       1: no bulk publish route (404 text/plain), as a daprd
+ *                      before 1.17 or one whose API allowlist lacks publish;
+ *                      kept across modes like healthz
  *   hang, reset, garbage and slow hit publish requests before the token
  *   check; fail only requests daprd would have published; down closes the
  *   Dapr port (connections refused) until another mode reopens it.
@@ -63,8 +62,7 @@
  *   "connections","mode"}; requests counts publish requests, events the
  *   CloudEvents published.
  *
- * --record FILE: one JSON line per request on the Dapr port except healthz
- *   and metadata:
+ * --record FILE: one JSON line per request on the Dapr port except healthz:
  *   n, t, method, path, query, content_type, token (null when absent),
  *   status (0 when no HTTP answer, with "action": hang|reset|raw), response
  *   (an error answer's JSON: bulk failedEntries), body (embedded when it is a
@@ -318,7 +316,8 @@ static const char *mode_names[] = {"ok", "fail", "garbage", "slow", "hang", "res
 typedef struct {
     int mode, status, ms, raw, healthz;
     long count; /* -1: unlimited */
-    char code[128], message[4096], error[4096], match[4096], version[128];
+    char code[128], message[4096], error[4096], match[4096];
+    int nobulk;
 } mode_t_;
 
 static mode_t_ md;
@@ -327,14 +326,12 @@ static int g_mode_spent; /* count ran out: back to ok once the answer is built *
 /* the defaults of a mode (healthz kept) */
 static void mode_reset(mode_t_ *m, int mode)
 {
-    int hz = m->healthz;
-    char version[sizeof m->version];
-    memcpy(version, m->version, sizeof version);
+    int hz = m->healthz, nobulk = m->nobulk;
     memset(m, 0, sizeof *m);
     m->mode = mode;
     m->count = -1;
     m->healthz = hz;
-    memcpy(m->version, version, sizeof version);
+    m->nobulk = nobulk;
     m->ms = mode == M_SLOW ? 1000 : 0;
     strcpy(m->code, "ERR_PUBSUB_PUBLISH_MESSAGE");
 }
@@ -761,20 +758,6 @@ static void handle_dapr(conn_t *c, const char *body, size_t blen)
         return;
     }
 
-    if (get && span_eq(path, plen, "/v1.0/metadata")) {
-        static buf_t meta;
-        meta.len = 0;
-        buf_printf(&meta, "{\"id\":\"fakedapr\"");
-        if (md.version[0])
-            buf_printf(&meta, ",\"runtimeVersion\":\"%s\"", md.version);
-        buf_printf(&meta, ",\"components\":[{\"name\":\"%s\",\"type\":\"pubsub.kafka\",\"version\":\"v1\"}]}", cfg.pubsub);
-        if (cfg.token && !(q->has_tok && span_eq(in + q->tok_off, q->tok_len, cfg.token)))
-            answer_text(401, "text/plain; charset=utf-8", "invalid api token\n");
-        else
-            answer_text(200, "application/json", meta.p);
-        return;
-    }
-
     /* POST /v1.0/publish/[bulk/]{pubsub}/{topic} */
     static const char pfx[] = "/v1.0/publish/";
     int is_pub = 0, bulk = 0;
@@ -783,6 +766,8 @@ static void handle_dapr(conn_t *c, const char *body, size_t blen)
         if (end - r > 5 && !memcmp(r, "bulk/", 5)) {
             bulk = 1;
             r += 5;
+            if (md.nobulk)
+                r = end; /* no such route */
         }
         const char *slash = memchr(r, '/', (size_t)(end - r));
         is_pub = slash && slash > r && slash + 1 < end &&
@@ -935,14 +920,16 @@ static const char *apply_params(const char *s, size_t n, mode_t_ *m)
             field = m->error;
         } else if (!strcmp(k, "match")) {
             field = m->match;
-        } else if (!strcmp(k, "version")) {
-            field = m->version;
+        } else if (!strcmp(k, "nobulk")) {
+            if (parse_long(v, 0, 1, &x))
+                return "nobulk must be 0 or 1";
+            m->nobulk = (int)x;
         } else {
             snprintf(err, sizeof err, "unknown key '%.40s'", k);
             return err;
         }
         if (field) {
-            size_t size = field == m->code ? sizeof m->code : field == m->version ? sizeof m->version : sizeof m->message;
+            size_t size = field == m->code ? sizeof m->code : sizeof m->message;
             if (val.len >= size)
                 return "value too long";
             memcpy(field, v, val.len + 1);
@@ -1378,7 +1365,6 @@ int main(int argc, char **argv)
     }
     mode_reset(&md, M_OK);
     md.healthz = 204;
-    strcpy(md.version, "1.18.2");
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

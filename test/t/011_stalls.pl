@@ -147,6 +147,9 @@ SKIP:
 
 # 4. Error texts from the sidecar are kept as valid text: a message cut at
 # the length limit in the middle of a character, bytes that are not UTF-8.
+# No attempt limit meanwhile: the failing event must stay a retry until read.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.max_attempts = 0; SELECT pg_reload_conf();');
+$node->poll_query_until('postgres', "SELECT current_setting('taskevents.max_attempts') = '0'") or die;
 $dapr->mode(mode => 'fail', match => 'long%20error', status => 500, code => 'ERR_PUBSUB_PUBLISH_MESSAGE',
 	message => '%C3%A9' x 200);
 $node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'long error')");
@@ -165,6 +168,7 @@ like($node->safe_psql('postgres', 'SELECT min(last_error) FROM taskevents.dead_l
 	qr/^HTTP 403: \?\?not UTF-8$/, '... with its bad bytes as ?');
 $dapr->mode(mode => 'ok');
 $node->safe_psql('postgres', 'SELECT taskevents.drop_dead_letters()');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.max_attempts; SELECT pg_reload_conf();');
 
 # 5. Huge rows: a round reads a bounded number of bytes, whatever the rows
 # hold (each title here is 3 MB; the worker's private memory stays far below

@@ -14,10 +14,10 @@ use RealPipeline;
 my $kafka = start_kafka();
 my $consumer = start_consumer($kafka);
 my $daprd = start_daprd(kafka => $kafka);
-my $node = real_node('real_lifecycle', $daprd);
+my $node = real_node('real_lifecycle', $daprd, conf => "taskevents.bulk = off\n");
 $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 
-# Per request: POST /v1.0/publish/pubsub-kafka/{topic}?metadata.partitionKey=…
+# Per request (bulk = off): POST /v1.0/publish/pubsub-kafka/{topic}?metadata.partitionKey=…
 $node->safe_psql('postgres', lifecycle_sql('life', 5));
 wait_drained($node, 'per request: the outbox drained');
 my $events = sent_events($node);
@@ -36,8 +36,10 @@ is($created[0]{ce}{extensions}{traceparent}, '00-0af7651916cd43dd8448eb211c80319
 like($created[0]{ce}{extensions}{traceid}, qr/^life-request-\d$/, 'the writer\'s correlation id is the traceid');
 is($created[0]{headers}{partitionKey}, $created[0]{key}, 'daprd also passes the partitionKey as a record header');
 
-# Bulk: POST /v1.0/publish/bulk/pubsub-kafka/{topic}, entries keyed by task.
-$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.bulk = on; SELECT pg_reload_conf();');
+# Bulk, the default (auto) with daprd 1.18: POST
+# /v1.0/publish/bulk/pubsub-kafka/{topic}, entries keyed by task.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.bulk = auto; SELECT pg_reload_conf();');
+$node->poll_query_until('postgres', "SELECT current_setting('taskevents.bulk') = 'auto'") or die;
 $node->safe_psql('postgres', lifecycle_sql('bulk', 40));
 wait_drained($node, 'bulk: the outbox drained');
 $events = sent_events($node);
@@ -47,6 +49,8 @@ check_records($consumer, $events, 'per request, then bulk');
 my $log = slurp_file($daprd->log);
 my $bulk_calls = () = $log =~ m{/v1\.0/publish/bulk/pubsub-kafka/}g;
 cmp_ok($bulk_calls, '>', 0, "the worker used daprd's bulk publish ($bulk_calls requests logged)");
+ok($node->log_contains(qr/publishing in bulk: the Dapr sidecar at \S+ is daprd 1\.18\.2, which has the bulk publish API/),
+	'auto asked daprd and logged why it publishes in bulk');
 is($node->safe_psql('postgres', 'SELECT published, dead FROM taskevents.status'),
 	scalar(@$events) . '|0', 'status: every event published, none dead');
 

@@ -54,14 +54,14 @@ sub _dir
 }
 
 # A started node with taskevents preloaded (TaskEventsTest::new_node), sending
-# to the given daprd with the product's default request timeout (a real daprd
-# answers a broker outage in about a second), and keeping delivered changes
-# so that sent_events() can render every event ever captured.
+# to the given daprd with the product's defaults for the request timeout and
+# bulk publish (TaskEventsTest's are for the fake sidecar), and keeping
+# delivered changes so that sent_events() can render every event captured.
 sub real_node
 {
 	my ($name, $daprd, %opt) = @_;
 	return new_node($name, port => $daprd->port,
-		conf => "taskevents.timeout = '2s'\ntaskevents.retention = '1h'\n" . ($opt{conf} // ''),
+		conf => "taskevents.timeout = '5min'\ntaskevents.bulk = auto\ntaskevents.retention = '1h'\n" . ($opt{conf} // ''),
 		%{ $opt{node} // {} });
 }
 
@@ -198,6 +198,8 @@ sub wait_ready
 
 # Stop the broker (controlled shutdown), and wait until it has exited.
 sub stop { $_[0]{proc}->stop(120) }
+# SIGKILL: no controlled shutdown.
+sub kill { $_[0]{proc}->kill_now }
 
 package RealPipeline;
 

@@ -1,0 +1,3 @@
+module taskevents/daprload
+
+go 1.21
