@@ -129,7 +129,7 @@ real_start_kafka() {
     port=$(real_free_port)
     controller=$(real_free_port)
     mkdir -p "$dir"
-    sed "s|@PORT@|$port|g; s|@CONTROLLER@|$controller|g; s|@DIR@|$dir|g" \
+    sed "s|@NODE@|1|g; s|@VOTERS@|1@127.0.0.1:$controller|g; s|@PORT@|$port|g; s|@CONTROLLER@|$controller|g; s|@DIR@|$dir|g" \
         "$REAL_DIR/kafka/server.properties" > "$dir/server.properties"
     java -cp "$REAL_KAFKA_CP" kafka.tools.StorageTool format -t t6oWfGI7RnWWt1uvelZjDw \
         -c "$dir/server.properties" > "$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }

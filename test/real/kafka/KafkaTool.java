@@ -2,9 +2,14 @@
  * KafkaTool: what the real-pipeline tests need from Kafka, on the broker's
  * own client library, plus the official CloudEvents Java SDK.
  *
- *   java -cp 'LIB/*:CLASSES' KafkaTool topics BOOTSTRAP PARTITIONS TOPIC...
- *       create the topics (those present are kept) and wait until every
- *       partition has a leader; waits for the broker to answer first.
+ *   java -cp 'LIB/*:CLASSES' KafkaTool topics BOOTSTRAP PARTITIONS[:REPLICAS[:MIN_ISR]] TOPIC...
+ *       create the topics (those present are kept) with that many partitions,
+ *       replicas (1 by default) and min.insync.replicas, and wait until every
+ *       partition has a leader and all its replicas in sync; waits for the
+ *       brokers to answer first.  BOOTSTRAP may list several host:port.
+ *   java -cp 'LIB/*:CLASSES' KafkaTool describe BOOTSTRAP TOPIC...
+ *       one line per partition: topic, partition, leader's node id (-1: none),
+ *       in-sync replicas (node ids, comma-separated).
  *   java -cp 'LIB/*:CLASSES' KafkaTool consume BOOTSTRAP OUTFILE TOPIC...
  *       read every partition of the topics from the beginning, without a
  *       consumer group, until stopped; one JSON line per record into OUTFILE:
@@ -57,25 +62,37 @@ public final class KafkaTool {
 
     public static void main(String[] args) throws Exception {
         if (args.length >= 4 && args[0].equals("topics")) {
-            topics(args[1], Integer.parseInt(args[2]), Arrays.asList(args).subList(3, args.length));
+            String[] spec = args[2].split(":");
+            topics(args[1], Integer.parseInt(spec[0]), spec.length > 1 ? Short.parseShort(spec[1]) : 1,
+                    spec.length > 2 ? spec[2] : null, Arrays.asList(args).subList(3, args.length));
+        } else if (args.length >= 3 && args[0].equals("describe")) {
+            describe(args[1], Arrays.asList(args).subList(2, args.length));
         } else if (args.length >= 4 && args[0].equals("consume")) {
             consume(args[1], args[2], Arrays.asList(args).subList(3, args.length));
         } else {
-            System.err.println("usage: KafkaTool topics BOOTSTRAP PARTITIONS TOPIC... | consume BOOTSTRAP OUTFILE TOPIC...");
+            System.err.println("usage: KafkaTool topics BOOTSTRAP PARTITIONS[:REPLICAS[:MIN_ISR]] TOPIC... | describe BOOTSTRAP TOPIC... | consume BOOTSTRAP OUTFILE TOPIC...");
             System.exit(2);
         }
     }
 
-    /* Create the topics and wait until each partition has a leader (up to a minute). */
-    private static void topics(String bootstrap, int partitions, List<String> names) throws Exception {
+    private static Admin admin(String bootstrap) {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 60000);
+        return Admin.create(p);
+    }
+
+    /* Create the topics and wait until each partition has a leader and every replica in sync (up to a minute). */
+    private static void topics(String bootstrap, int partitions, short replicas, String minIsr, List<String> names)
+            throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        try (Admin admin = Admin.create(p)) {
+        try (Admin admin = admin(bootstrap)) {
             for (String name : names) {
+                NewTopic t = new NewTopic(name, partitions, replicas);
+                if (minIsr != null)
+                    t.configs(Map.of("min.insync.replicas", minIsr));
                 try {
-                    admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1))).all().get();
+                    admin.createTopics(List.of(t)).all().get();
                 } catch (ExecutionException e) {
                     if (!(e.getCause() instanceof TopicExistsException))
                         throw e;
@@ -87,7 +104,8 @@ public final class KafkaTool {
                     Map<String, TopicDescription> d = admin.describeTopics(names).allTopicNames().get();
                     for (TopicDescription t : d.values())
                         for (TopicPartitionInfo i : t.partitions())
-                            ready &= i.leader() != null && !i.leader().isEmpty();
+                            ready &= i.leader() != null && !i.leader().isEmpty()
+                                    && i.isr().size() == i.replicas().size();
                 } catch (ExecutionException e) {
                     /* a topic just created may not be known to the broker yet */
                     if (!(e.getCause() instanceof UnknownTopicOrPartitionException))
@@ -97,11 +115,26 @@ public final class KafkaTool {
                 if (ready)
                     break;
                 if (System.nanoTime() > deadline)
-                    throw new IllegalStateException("partitions without a leader after 60 s");
+                    throw new IllegalStateException("partitions without a leader or replicas out of sync after 60 s");
                 Thread.sleep(100);
             }
             for (String name : names)
-                System.out.println("topic " + name + " partitions " + partitions);
+                System.out.println("topic " + name + " partitions " + partitions + " replicas " + replicas);
+        }
+    }
+
+    /* Each partition's leader and in-sync replicas. */
+    private static void describe(String bootstrap, List<String> names) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            Map<String, TopicDescription> d = admin.describeTopics(names).allTopicNames().get();
+            for (String name : names)
+                for (TopicPartitionInfo i : d.get(name).partitions()) {
+                    StringBuilder isr = new StringBuilder();
+                    for (var n : i.isr())
+                        isr.append(isr.length() > 0 ? "," : "").append(n.id());
+                    System.out.println(name + " " + i.partition() + " "
+                            + (i.leader() == null || i.leader().isEmpty() ? -1 : i.leader().id()) + " " + isr);
+                }
         }
     }
 

@@ -1,5 +1,5 @@
-# Helpers of the real-pipeline tests: an Apache Kafka broker (KRaft, one
-# node, loopback), a real daprd with the pubsub.kafka component of docker/,
+# Helpers of the real-pipeline tests: Apache Kafka (KRaft on loopback, one
+# node or a cluster), a real daprd with the pubsub.kafka component of docker/,
 # a consumer that reads the three topics with the official CloudEvents SDK
 # (test/real/kafka/KafkaTool.java), and the checks of what that consumer saw
 # against what the extension sent.
@@ -149,27 +149,45 @@ package RealPipeline;
 
 # ---------------------------------------------------------------- Kafka
 
-# A single broker in KRaft mode (test/real/kafka/server.properties) on
-# loopback ports of its own, with the three topics, PARTITIONS partitions each.
+# Kafka in KRaft mode (test/real/kafka/server.properties) on loopback: one
+# node, or with brokers => N a cluster of N nodes, each broker and controller
+# with ports and a data directory of its own, all in one controller quorum;
+# then the three topics, PARTITIONS partitions each, with replicas => R
+# replicas (1 by default) and min_insync => M (min.insync.replicas).  Returns
+# a RealKafka: bootstrap lists every node; broker($id) is one node, to be
+# stopped, killed and started on its own.
 sub start_kafka
 {
-	my $self = bless { dir => _dir('kafka') }, 'RealKafka';
-	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
-	$self->{controller} = PostgreSQL::Test::Cluster::get_free_port();
-	my $d = $self->{dir};
-	my $props = slurp_file("$TOP/test/real/kafka/server.properties");
-	$props =~ s/\@PORT\@/$self->{port}/g;
-	$props =~ s/\@CONTROLLER\@/$self->{controller}/g;
-	$props =~ s/\@DIR\@/$d/g;
-	open(my $fh, '>', "$d/server.properties") or die;
-	print $fh $props;
-	close $fh;
-	system($JAVA, '-cp', $CP, 'kafka.tools.StorageTool', 'format',
-		'-t', 't6oWfGI7RnWWt1uvelZjDw', '-c', "$d/server.properties") == 0
-	  or die "formatting Kafka's storage failed";
+	my (%opt) = @_;
+	my $n = $opt{brokers} // 1;
+	my $self = bless { dir => _dir('kafka'), replicas => $opt{replicas} // 1,
+		min_insync => $opt{min_insync} }, 'RealKafka';
+	my @nodes = map {
+		bless { id => $_, dir => $n == 1 ? $self->{dir} : "$self->{dir}/node$_",
+			port => PostgreSQL::Test::Cluster::get_free_port(),
+			controller => PostgreSQL::Test::Cluster::get_free_port(),
+			# a cluster's JVMs get less memory: the machine runs three
+			heap => $n == 1 ? [ '-Xms256m', '-Xmx512m' ] : ['-Xmx256m'] }, 'RealKafkaNode';
+	} 1 .. $n;
+	my $voters = join(',', map { "$_->{id}\@127.0.0.1:$_->{controller}" } @nodes);
+	my $template = slurp_file("$TOP/test/real/kafka/server.properties");
+	for my $node (@nodes)
+	{
+		my $d = $node->{dir};
+		make_path($d);
+		my %fill = (NODE => $node->{id}, VOTERS => $voters, PORT => $node->{port},
+			CONTROLLER => $node->{controller}, DIR => $d);
+		(my $props = $template) =~ s/\@(NODE|VOTERS|PORT|CONTROLLER|DIR)\@/$fill{$1}/g;
+		open(my $fh, '>', "$d/server.properties") or die;
+		print $fh $props;
+		close $fh;
+		system($JAVA, '-cp', $CP, 'kafka.tools.StorageTool', 'format',
+			'-t', 't6oWfGI7RnWWt1uvelZjDw', '-c', "$d/server.properties") == 0
+		  or die "formatting Kafka's storage failed";
+	}
+	$self->{nodes} = \@nodes;
 	$self->start;
-	system($JAVA, '-cp', $CP, 'KafkaTool', 'topics', $self->bootstrap, PARTITIONS, @TOPICS) == 0
-	  or die "creating the topics failed (broker log: $d/kafka.log)";
+	$self->wait_ready;
 	return $self;
 }
 
@@ -177,28 +195,62 @@ package RealKafka;
 
 use Time::HiRes qw(usleep time);
 
-sub bootstrap { "127.0.0.1:$_[0]{port}" }
+sub bootstrap { join(',', map { "127.0.0.1:$_->{port}" } @{ $_[0]{nodes} }) }
+sub broker { $_[0]{nodes}[ $_[1] - 1 ] }
 
-# Start the broker (again: same ports, same data).
+# Start every node (again: same ports, same data).
+sub start { $_->start for @{ $_[0]{nodes} } }
+
+# Create the topics if they are not there, and wait until Kafka takes
+# requests: every partition of the topics has a leader and all its replicas
+# in sync (so a node started again has caught up).
+sub wait_ready
+{
+	my ($self) = @_;
+	my $spec = join(':', RealPipeline::PARTITIONS, $self->{replicas}, $self->{min_insync} // ());
+	system($JAVA, '-cp', $CP, 'KafkaTool', 'topics', $self->bootstrap, $spec, @TOPICS) == 0
+	  or die "Kafka is not ready (logs: $self->{dir})";
+}
+
+# Each partition of a topic: { partition => [leader's node id (-1: none), [in-sync node ids]] }.
+sub partitions
+{
+	my ($self, $topic) = @_;
+	open(my $fh, '-|', $JAVA, '-cp', $CP, 'KafkaTool', 'describe', $self->bootstrap, $topic) or die;
+	my %p;
+	while (<$fh>)
+	{
+		chomp;
+		my (undef, $part, $leader, $isr) = split / /;
+		$p{$part} = [ $leader, [ split /,/, $isr // '' ] ];
+	}
+	close($fh) or die "KafkaTool describe $topic failed";
+	return \%p;
+}
+
+# Stop every node (controlled shutdown), and wait until each has exited.
+sub stop { $_->stop for reverse @{ $_[0]{nodes} } }
+
+package RealKafkaNode;
+
+sub id { $_[0]{id} }
+
+# Start the node (again: same ports, same data).
 sub start
 {
 	my ($self) = @_;
 	$self->{proc} = RealPipeline::spawn("$self->{dir}/kafka.log", {},
-		$JAVA, '-Xms256m', '-Xmx512m', '-XX:+UseG1GC', '-Djava.awt.headless=true',
+		$JAVA, @{ $self->{heap} }, '-XX:+UseG1GC', '-Djava.awt.headless=true',
 		'-Dtaskevents.loglevel=INFO', '-cp', $CP, 'kafka.Kafka', "$self->{dir}/server.properties");
 }
 
-# Wait until the broker takes requests: its topics are described with a leader for every partition.
-sub wait_ready
-{
-	my ($self) = @_;
-	system($JAVA, '-cp', $CP, 'KafkaTool', 'topics', $self->bootstrap, RealPipeline::PARTITIONS, @TOPICS) == 0
-	  or die "Kafka did not come back (log: $self->{dir}/kafka.log)";
-}
-
-# Stop the broker (controlled shutdown), and wait until it has exited.
+# SIGTERM (controlled shutdown: its partitions' leadership moves first), and
+# wait until it has exited.
 sub stop { $_[0]{proc}->stop(120) }
 # SIGKILL: no controlled shutdown.
+sub kill { $_[0]{proc}->kill_now }
+
+# SIGKILL: gone at once, the controller notices when its session expires.
 sub kill { $_[0]{proc}->kill_now }
 
 package RealPipeline;
@@ -212,7 +264,8 @@ package RealPipeline;
 # does not need: no metrics server, no placement or scheduler, name resolution
 # that sends nothing (Kubernetes DNS names instead of mDNS announcements).
 # Options: kafka (required), token, component => 0 (start without it),
-# metadata => [[name, value], ...] added to the component, api_logging;
+# metadata => [[name, value], ...] added to the component, api_logging,
+# log_level (debug also logs the Kafka client's, sarama's, retries);
 # for a consumer's sidecar: app_id, app_port, component_yaml (instead of
 # docker/'s), resources => [files copied beside the component].
 sub start_daprd
@@ -287,7 +340,7 @@ sub start
 		'--dapr-internal-grpc-listen-address', '127.0.0.1',
 		'--enable-metrics=false', '--metrics-listen-address', '127.0.0.1',
 		'--max-body-size', '4Mi',
-		'--log-level', 'info');
+		'--log-level', $opt{log_level} // 'info');
 	push @cmd, '--enable-api-logging' if $opt{api_logging} // 1;
 	push @cmd, '--app-port', $opt{app_port}, '--app-protocol', 'http' if $opt{app_port};
 	$self->{proc} = RealPipeline::spawn($self->log, { DAPR_API_TOKEN => $opt{token} // '' }, @cmd);
