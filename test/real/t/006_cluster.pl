@@ -28,9 +28,7 @@ my $parts = $kafka->partitions('task-events');
 is_deeply([ map { scalar @{ $parts->{$_}[1] } } sort keys %$parts ], [ 3, 3, 3 ],
 	'task-events: 3 partitions, 3 replicas in sync each');
 
-# A request timeout long enough that the worker never abandons a request
-# daprd is still working on (the product's coming default).
-my $node = real_node('real_cluster', $daprd, conf => "taskevents.timeout = '5min'\n");
+my $node = real_node('real_cluster', $daprd);
 $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
 $node->safe_psql('postgres', lifecycle_sql('warm', 2));
 wait_records($consumer, sent_events($node), 'warm-up: delivered through the cluster');
@@ -47,7 +45,7 @@ for my $round ([ 'per request', 'TERM' ], [ 'bulk', 'TERM' ], [ 'per request', '
 	my ($mode, $sig) = @$round;
 	my $what = "$mode, leader SIG$sig";
 	my $tag = ($mode eq 'bulk' ? 'b' : 'r') . lc(substr($sig, 0, 1));
-	$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.bulk = ' . ($mode eq 'bulk' ? 'on' : 'off')
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.bulk = ' . ($mode eq 'bulk' ? 'auto' : 'off')
 		  . '; SELECT pg_reload_conf();');
 	my $from = $daprd->log_lines;
 	my $published = published();

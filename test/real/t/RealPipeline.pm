@@ -230,6 +230,8 @@ sub partitions
 
 # Stop every node (controlled shutdown), and wait until each has exited.
 sub stop { $_->stop for reverse @{ $_[0]{nodes} } }
+# SIGKILL every node: no controlled shutdown.
+sub kill { $_->kill for @{ $_[0]{nodes} } }
 
 package RealKafkaNode;
 
@@ -247,8 +249,6 @@ sub start
 # SIGTERM (controlled shutdown: its partitions' leadership moves first), and
 # wait until it has exited.
 sub stop { $_[0]{proc}->stop(120) }
-# SIGKILL: no controlled shutdown.
-sub kill { $_[0]{proc}->kill_now }
 
 # SIGKILL: gone at once, the controller notices when its session expires.
 sub kill { $_[0]{proc}->kill_now }
