@@ -135,6 +135,13 @@ enum
 
 #define QU_MAX_ARGS 10
 
+/*
+ * Not a replayed copy: a copy keeps its change's time, so the newest
+ * change of a table (for taskevents.retention) is its newest captured one.
+ */
+#define QU_NOT_REPLAYED "(events OPERATOR(pg_catalog.&) 65536) OPERATOR(pg_catalog.=) 0"
+StaticAssertDecl(TE_F_REPLAYED == 65536, "QU_NOT_REPLAYED names TE_F_REPLAYED");
+
 /* The retry state of changes, as arrays $1..$6 (see qu_record_retry()). */
 #define QU_RETRY_STATE \
 	"ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
@@ -227,9 +234,12 @@ static const struct
 	[PLAN_DEAD] = {
 		"INSERT INTO taskevents.dead_letter"
 		"       (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
-		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		" SELECT DISTINCT ON (u.event_id) u.*"
+		"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
 		"      pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
 		"      pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10))"
+		"     AS u(event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
+		"  ORDER BY u.event_id, u.seq DESC"	/* a change and its replayed copy, dead in one round */
 		" ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts,"
 		"   last_status = excluded.last_status, last_error = excluded.last_error,"
 		"   failed_at = pg_catalog.now(), requeued_at = NULL",
@@ -261,13 +271,13 @@ static const struct
 		0, {0}
 	},
 	[PLAN_NEWEST_0] = {
-		"SELECT changed_at FROM taskevents.queue_0 ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_0 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_NEWEST_1] = {
-		"SELECT changed_at FROM taskevents.queue_1 ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_1 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_NEWEST_2] = {
-		"SELECT changed_at FROM taskevents.queue_2 ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_2 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_MAX_SEQ] = {
 		"SELECT pg_catalog.max(seq) FROM taskevents.queue", 0, {0}
@@ -1190,7 +1200,7 @@ qu_record_cursor(const QuRound *r)
 	}
 }
 
-/* Is the newest change of a queue table older than taskevents.retention? */
+/* Is the newest captured change of a queue table older than taskevents.retention? */
 static bool
 qu_retention_over(int table)
 {
