@@ -135,13 +135,6 @@ enum
 
 #define QU_MAX_ARGS 10
 
-/*
- * Not a replayed copy: a copy keeps its change's time, so the newest
- * change of a table (for taskevents.retention) is its newest captured one.
- */
-#define QU_NOT_REPLAYED "(events OPERATOR(pg_catalog.&) 65536) OPERATOR(pg_catalog.=) 0"
-StaticAssertDecl(TE_F_REPLAYED == 65536, "QU_NOT_REPLAYED names TE_F_REPLAYED");
-
 /* The retry state of changes, as arrays $1..$6 (see qu_record_retry()). */
 #define QU_RETRY_STATE \
 	"ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)," \
@@ -271,13 +264,13 @@ static const struct
 		0, {0}
 	},
 	[PLAN_NEWEST_0] = {
-		"SELECT changed_at FROM taskevents.queue_0 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_0 ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_NEWEST_1] = {
-		"SELECT changed_at FROM taskevents.queue_1 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_1 ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_NEWEST_2] = {
-		"SELECT changed_at FROM taskevents.queue_2 WHERE " QU_NOT_REPLAYED " ORDER BY seq DESC LIMIT 1", 0, {0}
+		"SELECT changed_at FROM taskevents.queue_2 ORDER BY seq DESC LIMIT 1", 0, {0}
 	},
 	[PLAN_MAX_SEQ] = {
 		"SELECT pg_catalog.max(seq) FROM taskevents.queue", 0, {0}
@@ -1200,7 +1193,7 @@ qu_record_cursor(const QuRound *r)
 	}
 }
 
-/* Is the newest captured change of a queue table older than taskevents.retention? */
+/* Is the newest change of a queue table older than taskevents.retention? */
 static bool
 qu_retention_over(int table)
 {
