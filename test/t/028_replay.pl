@@ -4,8 +4,8 @@
 # task's events go out in queue order; consumers that apply the stream
 # (whole, deduplicated, or from their state before the range plus the
 # replay) end with the table.  A range no longer kept is a clear error; an
-# application role cannot replay; a change and its copy dead in one round
-# make one dead letter.
+# application role cannot replay, nor can anyone while a backfill runs; a
+# change and its copy dead in one round make one dead letter.
 use strict;
 use warnings;
 use FindBin;
@@ -160,6 +160,15 @@ my ($first_copy) = grep { $sent{ $stream[$_]{id} }++ } 0 .. $#stream;
 my $base = apply_events({}, grep { $_->{time} lt $t_mid } @stream[ 0 .. $first_copy - 1 ]);
 is(state_text(apply_events($base, @stream[ $first_copy .. $#stream ])), $table,
 	'so does one that lost what came after t_mid: its state before t_mid, then everything from the replay on');
+
+# A replay while a backfill runs is refused (a chunk's snapshots, numbered
+# below the copies, could commit after them).
+my $bf = sql('SELECT taskevents.backfill(rows_per_second => 10)');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT taskevents.replay(from_seq => 1)');
+like($err, qr/taskevents.replay: backfill $bf of (public\.)?tasks is running.*HINT:  .*backfill_cancel\($bf\)/s,
+	'a replay while a backfill runs is refused, naming it');
+sql("SELECT taskevents.backfill_cancel($bf)");
+wait_drained($node, 'the cancelled backfill\'s snapshots delivered');
 
 # 4. A change and its copy, both dead in one round: one dead letter per event.
 set_delivery($node, 'off');
