@@ -2,7 +2,8 @@
 # through a Dapr sidecar.  Built with PGXS: make && make install.
 
 EXTENSION = taskevents
-DATA = sql/taskevents--1.0.sql sql/taskevents--1.0--1.1.sql sql/taskevents--1.1--1.2.sql
+DATA = sql/taskevents--1.0.sql sql/taskevents--1.0--1.1.sql sql/taskevents--1.1--1.2.sql \
+	sql/taskevents--1.2--1.3.sql
 MODULE_big = taskevents
 OBJS = \
 	src/taskevents.o \

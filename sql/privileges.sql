@@ -21,6 +21,7 @@ SELECT taskevents.preview(1);
 SELECT taskevents.backfill();
 SELECT taskevents.backfill_cancel();
 SELECT count(*) FROM taskevents.backfill_progress;
+SELECT taskevents.replay(from_seq => 1);
 -- PostgreSQL 16+ words these errors differently, with a DETAIL: expected/privileges_1.out
 SHOW taskevents.host;
 SHOW taskevents.port;
@@ -48,6 +49,8 @@ SELECT * FROM taskevents.preview(1);
 SELECT count(*) FROM taskevents.backfill_progress;
 SELECT count(*) FROM taskevents.backfill;
 SELECT taskevents.backfill();
+SELECT taskevents.replay(from_seq => 1);
+SELECT taskevents._requeue(ROW(1, gen_random_uuid(), 1, now(), 'x', NULL, NULL, NULL, NULL, NULL, 'y', NULL)::taskevents.queue);
 SELECT taskevents.resend();
 SELECT taskevents._wake_at_commit();
 RESET ROLE;

@@ -17,7 +17,7 @@ CREATE FUNCTION taskevents._library_version() RETURNS text
     AS 'MODULE_PATHNAME', 'taskevents_library_version' LANGUAGE C STRICT;
 DO $$
 BEGIN
-    IF taskevents._library_version() NOT IN ('1.1', '1.2') THEN
+    IF taskevents._library_version() NOT IN ('1.1', '1.2', '1.3') THEN
         RAISE EXCEPTION 'taskevents: the loaded library is version %, not 1.1', taskevents._library_version()
             USING HINT = 'Install the 1.1 library and restart the server first.';
     END IF;

@@ -5,7 +5,7 @@
 -- The 1.2 library must be the one loaded (install it, restart, then update).
 DO $$
 BEGIN
-    IF taskevents._library_version() <> '1.2' THEN
+    IF taskevents._library_version() NOT IN ('1.2', '1.3') THEN
         RAISE EXCEPTION 'taskevents: the loaded library is version %, not 1.2', taskevents._library_version()
             USING HINT = 'Install the 1.2 library and restart the server first.';
     END IF;

@@ -26,6 +26,8 @@
 /* Changes whose events cannot be sent: dead letters at once, with the reason. */
 #define TE_F_NO_TASK_ID			0x4000	/* the task id was null */
 #define TE_F_TOO_BIG			0x8000	/* changes over 64 MB: not kept */
+/* A copy queued by taskevents.replay(): the same events, ids and contents. */
+#define TE_F_REPLAYED			0x10000
 
 /*
  * A change has up to four events, each in a fixed slot: the slot orders them

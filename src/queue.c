@@ -227,9 +227,12 @@ static const struct
 	[PLAN_DEAD] = {
 		"INSERT INTO taskevents.dead_letter"
 		"       (event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
-		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		" SELECT DISTINCT ON (u.event_id) u.*"
+		"   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
 		"      pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
 		"      pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10))"
+		"     AS u(event_id, seq, type, topic, task_id, body, attempts, last_status, last_error, created_at)"
+		"  ORDER BY u.event_id, u.seq DESC"	/* a change and its replayed copy, dead in one round */
 		" ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts,"
 		"   last_status = excluded.last_status, last_error = excluded.last_error,"
 		"   failed_at = pg_catalog.now(), requeued_at = NULL",

@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(taskevents_start_delivery);
 PG_FUNCTION_INFO_V1(taskevents_own_trigger);
 PG_FUNCTION_INFO_V1(taskevents_cloudevents);
 PG_FUNCTION_INFO_V1(taskevents_library_version);
+PG_FUNCTION_INFO_V1(taskevents_requeue);
 
 void		_PG_init(void);
 
@@ -159,7 +160,41 @@ taskevents_own_trigger(PG_FUNCTION_ARGS)
 Datum
 taskevents_library_version(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text("1.2"));
+	PG_RETURN_TEXT_P(cstring_to_text("1.3"));
+}
+
+/* A row of the queue (taskevents.queue, .outbox or a queue table) as a change. */
+static void
+te_change_of_row(HeapTupleHeader rec, TeChange *c)
+{
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
+											  HeapTupleHeaderGetTypMod(rec));
+	HeapTupleData tuple;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+	if (desc->natts < Natts_outbox)
+		elog(ERROR, "taskevents: not an outbox row");
+	te_outbox_read(&tuple, desc, c);
+	ReleaseTupleDesc(desc);
+}
+
+/*
+ * Queue a kept change again, under a new number, as it was: same event ids,
+ * time, trace and contents, marked as a replayed copy (taskevents.replay()).
+ * Returns the new number.
+ */
+Datum
+taskevents_requeue(PG_FUNCTION_ARGS)
+{
+	TeChange	c;
+
+	te_change_of_row(PG_GETARG_HEAPTUPLEHEADER(0), &c);
+	c.events |= TE_F_REPLAYED;
+	te_outbox_insert(&c);
+	PG_RETURN_INT64(c.seq);
 }
 
 /*
@@ -171,24 +206,13 @@ Datum
 taskevents_cloudevents(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
 	int32		done = PG_GETARG_INT32(1);
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
-											  HeapTupleHeaderGetTypMod(rec));
-	HeapTupleData tuple;
 	TeChange	c;
 	TeEvent		evs[TE_MAX_EVENTS];
 	int			n;
 
 	InitMaterializedSRF(fcinfo, 0);
-	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = rec;
-	if (desc->natts < Natts_outbox)
-		elog(ERROR, "taskevents: not an outbox row");
-	te_outbox_read(&tuple, desc, &c);
-	ReleaseTupleDesc(desc);
+	te_change_of_row(PG_GETARG_HEAPTUPLEHEADER(0), &c);
 
 	n = te_change_events(&c, evs);
 	for (int i = 0; i < n; i++)

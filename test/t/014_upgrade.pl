@@ -1,6 +1,8 @@
 # Versions and upgrades (SPEC §9): ALTER EXTENSION taskevents UPDATE from a
 # populated 1.0 install keeps every queued event, retry state and dead
-# letter, and delivery continues after it; pg_dump / pg_restore of a
+# letter, and delivery continues after it; so does the update of a
+# populated 1.2 install to 1.3, whose kept history can then be replayed
+# with its ids; pg_dump / pg_restore of a
 # populated 1.1 database keeps the queue, the cursor, retry state and dead
 # letters.
 use strict;
@@ -60,7 +62,7 @@ sub types_of
 sub state { $_[0]->safe_psql($_[1] // 'postgres', 'SELECT worker_state FROM taskevents.status') }
 
 ############################################################################
-# A populated 1.0 install under the 1.2 library.
+# A populated 1.0 install under the 1.3 library.
 ############################################################################
 my $dapr = start_sidecar();
 my $node = new_node('upgrade', port => $dapr->port);
@@ -135,7 +137,7 @@ $up->query_until(qr/updating/, "\\echo updating\nALTER EXTENSION taskevents UPDA
 my $waits = q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE };
 my $version = q{SELECT extversion FROM pg_extension WHERE extname = 'taskevents'};
 wait_until('the update waits or ends', sub {
-	$node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}) eq '1' || $node->safe_psql('postgres', $version) eq '1.2' });
+	$node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}) eq '1' || $node->safe_psql('postgres', $version) eq '1.3' });
 is($node->safe_psql('postgres', $waits . q{'ALTER EXTENSION%'}), '1', 'the update waits for the writer that is in a transaction');
 my $w2 = $node->background_psql('postgres');
 $w2->query_until(qr/writing/, "\\echo writing\nINSERT INTO tasks (id, user_id, title) VALUES ('$C2', gen_random_uuid(), 'c2 during the update');\n");
@@ -144,7 +146,7 @@ wait_until('the second writer waits or ends', sub {
 	  || $node->safe_psql('postgres', "SELECT count(*) FROM tasks WHERE id = '$C2'") eq '1' });
 is($node->safe_psql('postgres', $waits . q{'INSERT INTO tasks%'}), '1', 'a writer that comes during the update waits for it');
 $w1->query_safe('COMMIT');
-is($up->query($version), '1.2', 'updated to 1.2, through 1.1');
+is($up->query($version), '1.3', 'updated to 1.3, through 1.1 and 1.2');
 is($w2->query('SELECT 1'), '1', 'the writer that waited for the update went on');
 $_->quit for $w1, $up, $w2;
 
@@ -208,6 +210,40 @@ $node->safe_psql('postgres', "INSERT INTO tasks (id, user_id, title) VALUES ('$N
 wait_until('a new change delivered', sub { (grep { $_->[0] eq $N } @{ received($dapr) }) == 2 });
 is(types_of(received($dapr), $N), 'task.created sync.task', 'a change made after the update is delivered');
 $node->stop;
+
+############################################################################
+# A populated 1.2 install (delivered history kept for taskevents.retention,
+# changes waiting) updated to 1.3: the same events wait and are delivered,
+# and the history is replayed with its original ids.
+############################################################################
+my $dapr12 = start_sidecar();
+my $n12 = new_node('upgrade_1_2', port => $dapr12->port, conf => "taskevents.retention = '1h'\n");
+$n12->safe_psql('postgres', tasks_ddl() . "CREATE EXTENSION taskevents VERSION '1.2';");
+is($n12->safe_psql('postgres', $version), '1.2', 'version 1.2 installed under the 1.3 library');
+my @T = map { uuid(0xa00 + $_) } 1 .. 4;
+$n12->safe_psql('postgres', "INSERT INTO tasks (id, user_id, title) VALUES ('$_', gen_random_uuid(), 'under 1.2')") for @T[ 0 .. 2 ];
+wait_drained($n12, 'delivered under 1.2\'s objects');
+my $history = received($dapr12);
+is(scalar @$history, 6, 'the 1.3 library delivers 1.2\'s objects');
+set_delivery($n12, 'off');
+$n12->safe_psql('postgres', qq{UPDATE tasks SET completed = true WHERE id = '$T[0]';
+	INSERT INTO tasks (id, user_id, title) VALUES ('$T[3]', gen_random_uuid(), 'waiting');
+	DELETE FROM tasks WHERE id = '$T[1]';});
+$want = queued_events($n12, 'postgres');
+is(scalar @$want, 6, 'three changes wait');
+$n12->safe_psql('postgres', 'ALTER EXTENSION taskevents UPDATE');
+is($n12->safe_psql('postgres', $version), '1.3', 'updated to 1.3');
+is_deeply(queued_events($n12, 'postgres'), $want, 'the same events wait, with the same ids and CloudEvents');
+set_delivery($n12, 'on');
+wait_drained($n12, 'the waiting changes delivered after the update');
+$got = received($dapr12);
+is_deeply(per_task([ @$got[ @$history .. $#$got ] ]), per_task($want), 'each sent once, each task\'s in order, as queued');
+is($n12->safe_psql('postgres', 'SELECT taskevents.replay(from_seq => 1)'), '6', 'replay queues the six kept changes again');
+wait_drained($n12, 'the replay delivered');
+$got = received($dapr12);
+is_deeply(per_task([ @$got[ @$history + @$want .. $#$got ] ]), per_task([ @$history, @$want ]),
+	'the history is published again: the same CloudEvents, ids included, each task\'s in order');
+$n12->stop;
 
 ############################################################################
 # pg_dump / pg_restore of a populated 1.1 database.

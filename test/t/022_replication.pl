@@ -34,7 +34,7 @@ sub insert
 $sub->safe_psql('postgres', tasks_ddl() . "CREATE EXTENSION taskevents VERSION '1.1';");
 set_delivery($sub, 'off');
 insert($sub, 'queued under 1.1');
-$sub->safe_psql('postgres', 'ALTER EXTENSION taskevents UPDATE');
+$sub->safe_psql('postgres', "ALTER EXTENSION taskevents UPDATE TO '1.2'");
 is($sub->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'"), '1.2', 'updated to 1.2');
 set_delivery($sub, 'on');
 wait_until('the change queued under 1.1 is delivered after the update', sub { titles($dapr_sub)->{'queued under 1.1'} });
