@@ -35,7 +35,7 @@ char	   *te_topic_reminders = NULL;
 char	   *te_source = NULL;
 int			te_timeout_ms = 2000;
 int			te_concurrency = 16;
-int			te_batch_size = 1000;
+int			te_batch_size = 4000;
 int			te_backoff_min_ms = 500;
 int			te_backoff_max_ms = 60000;
 int			te_max_attempts = 20;
@@ -293,7 +293,7 @@ te_settings_init(void)
 							NULL, &te_concurrency, 16, 1, 1024, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("taskevents.batch_size",
 							"Changes claimed from the outbox per round.",
-							NULL, &te_batch_size, 1000, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							NULL, &te_batch_size, 4000, 1, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("taskevents.backoff_min",
 							"First retry delay; it doubles (with jitter) on each failure.",
 							NULL, &te_backoff_min_ms, 500, 1, 3600000, PGC_SIGHUP, GUC_UNIT_MS,
