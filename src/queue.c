@@ -151,7 +151,7 @@ static const struct
 }			qu_sql[NUM_PLANS] =
 {
 	[PLAN_LAST_SEQ] = {
-		"SELECT last_value, is_called FROM taskevents.outbox_seq",
+		"SELECT pg_catalog.pg_sequence_last_value('taskevents.outbox_seq'::pg_catalog.regclass)",
 		0, {0}
 	},
 	[PLAN_CLAIM_RETRY] = {
@@ -482,17 +482,23 @@ qu_cursor_copy(QuCursor *dst, const QuCursor *src, MemoryContext cxt)
 	memcpy(dst->holes, src->holes, sizeof(QuRange) * src->nholes);
 }
 
-/* The last sequence number handed out. */
+/*
+ * The last sequence number handed out (0 before the first).  Read under
+ * the sequence's buffer lock: a plain SELECT from the sequence reads its
+ * page unlocked and can catch nextval() halfway, with the number it logs
+ * ahead (32 on) in place of the one it hands out, numbers that the claim
+ * would then take for rolled back.
+ */
 static int64
 qu_last_seq(void)
 {
 	bool		isnull;
-	int64		last;
+	Datum		last;
 
 	if (qu_exec(PLAN_LAST_SEQ, NULL, SPI_OK_SELECT) != 1)
 		elog(ERROR, "taskevents: taskevents.outbox_seq has no row");
-	last = DatumGetInt64(qu_get(0, 1, &isnull));
-	return DatumGetBool(qu_get(0, 2, &isnull)) ? last : last - 1;
+	last = qu_get(0, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(last);
 }
 
 /*
