@@ -609,15 +609,16 @@ peer_ready() {
     if [ "$1" = te ]; then wait_for te 'SELECT worker_state FROM taskevents.status' delivering; else peer_engine wait; fi
 }
 
-# consumer_wait N [PID...]: until the consumer has N records since MARK (at
-# most 2 min + 1 s per 200), sampling the PIDs' summed VmRSS every 0.1 s
-# (peak in W_RSS, kB); W_LAST is when the Nth arrived (epoch µs, empty if not).
+# consumer_wait N [PID...]: until the consumer has N records since MARK (or
+# none came for 30 s), sampling the PIDs' summed VmRSS every 0.1 s (peak in
+# W_RSS, kB); W_LAST is when the Nth arrived (epoch µs, empty if not).
 consumer_wait() {
-    local n=$1 end=$((SECONDS + 120 + $1 / 200)) p rss
+    local n=$1 p rss got last=-1 end
     shift
     W_RSS=0
-    while [ $(($(consumer_records) - MARK)) -lt "$n" ]; do
-        [ $SECONDS -lt $end ] || { note "peer: the consumer got $(($(consumer_records) - MARK)) of $n records in time"; break; }
+    while got=$(($(consumer_records) - MARK)); [ $got -lt "$n" ]; do
+        [ $got = $last ] || { last=$got; end=$((SECONDS + 30)); }
+        [ $SECONDS -lt $end ] || { note "peer: the consumer got $got of $n records, then nothing for 30 s"; break; }
         rss=0
         for p in "$@"; do rss=$((rss + $(mem "$p" | cut -d' ' -f1))); done
         [ "$rss" -gt "$W_RSS" ] && W_RSS=$rss
@@ -625,6 +626,26 @@ consumer_wait() {
     done
     W_LAST=$(sed -n "$((MARK + n))p" "$B/consumer/records.jsonl" | sed -n 's/.*"received_us":\([0-9]*\).*/\1/p')
 }
+# records_of TOPIC...: of the consumer's records on those topics, "N, B bytes,
+# R rejected (the first reason)": the count, the mean size of a value, and
+# how many the CloudEvents SDK could not read.
+records_of() {
+    python3 - "$B/consumer/records.jsonl" "$@" <<'PY'
+import json, sys
+n = size = bad = 0
+why = ""
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["topic"] in sys.argv[2:]:
+        n += 1
+        size += len((r["value"] or "").encode())
+        if "ce_error" in r:
+            bad += 1
+            why = why or r["ce_error"].split("Exception: ")[-1].split("\n")[0]
+print(f"{n}, {round(size / max(n, 1))} bytes, {bad} rejected" + (f" ({why})" if why else ""))
+PY
+}
+commas() { echo "$1" | sed ':a; s/\B[0-9]\{3\}\>/,&/; ta'; }
 cpu_of() { local p c=0; for p; do c=$((c + $(cpu "$p"))); done; echo $c; }
 
 bench_peer() {
@@ -686,6 +707,7 @@ bench_peer() {
             elif [ $s = dbz ]; then
                 peer_pause dbz
                 peer_ q peer "SELECT pg_replication_slot_advance('peer', pg_current_wal_lsn())" >/dev/null
+                rm "$B/peer/offsets.dat"   # else it refuses to start behind the slot
             fi
             [ $s = plain ] || { peer_resume $s >/dev/null; peer_ready $s; }
             ${run[$s]:-} psql_ -d ${db[$s]} -c 'VACUUM'
@@ -694,8 +716,8 @@ bench_peer() {
     declare -A label=([te]="taskevents $(q te "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'") (per request, real daprd)"
                       [dbz]="Debezium $DEBEZIUM_VERSION embedded")
     for s in te dbz; do
-        row "peer drain of $n changes written while paused: ${label[$s]}" \
-            "$(echo ${drains[$s]} | median) changes/s ($((per[$s] * n)) records; runs: ${drains[$s]% })" "" peer
+        row "peer drain of $(commas "$n") changes written while paused: ${label[$s]}" \
+            "$(echo ${drains[$s]} | median) changes/s ($(commas $((per[$s] * n))) records; runs: ${drains[$s]% })" "" peer
     done
     for s in te dbz; do
         row "peer latency commit -> consumer, 1,000 changes/s, p50 / p99 / max: ${label[$s]}" \
@@ -708,16 +730,14 @@ bench_peer() {
         "$(echo ${cpus[te]} | median) ms; $(echo ${rss[te]} | median) MB" "" peer
     row "peer drain: pipeline CPU per 1,000 changes, peak RSS: Debezium's JVM (+ its walsender's CPU)" \
         "$(echo ${cpus[dbz]} | median) ms (+ $(echo ${wal[dbz]} | median) ms); $(echo ${rss[dbz]} | median) MB" "" peer
-    note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (per request, no bulk) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap, records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
-    note "peer drain: $n INSERTs in one statement while delivery is paused (taskevents.enabled = off; the engine stopped), then timed from the reload that turns delivery on (from the driver's \"start\": a new engine in the running JVM, which connects and opens the slot) until the consumer received the last record, by the consumer's clock; changes/s = $n over that. CPU: utime + stime from /proc over the drain of the worker and daprd (taskevents) or the JVM (Debezium), per 1,000 changes; the walsender that decodes for Debezium is shown apart (taskevents' reads of its queue are in the worker's figure). Peak RSS: VmRSS summed over those processes, sampled every 0.1 s; the worker's counts shared buffers it touched. Runs: CPU ms te ${cpus[te]% }, dbz ${cpus[dbz]% }; MB te ${rss[te]% }, dbz ${rss[dbz]% }."
+    note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (per request, no bulk) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap (at most a quarter of the RAM; the JVM is not restarted between rounds), records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
+    note "peer drain: $(commas "$n") INSERTs in one statement while delivery is paused (taskevents.enabled = off; the engine stopped), then timed from the reload that turns delivery on (from the driver's \"start\": a new engine in the running JVM, which connects and opens the slot) until the consumer received the last record, by the consumer's clock; changes/s = $(commas "$n") over that. CPU: utime + stime from /proc over the drain of the worker and daprd (taskevents) or the JVM (Debezium), per 1,000 changes; the walsender that decodes for Debezium is shown apart (taskevents' reads of its queue are in the worker's figure). Peak RSS: VmRSS summed over those processes, sampled every 0.1 s; the worker's counts shared buffers it touched. Runs: CPU ms te ${cpus[te]% }, dbz ${cpus[dbz]% }; MB te ${rss[te]% }, dbz ${rss[dbz]% }."
     note "peer latency: pgbench -R 1000 -c 2 -j 2 for $secs s of one-INSERT transactions into each side in turn (achieved changes/s: taskevents ${tps[te]% }, Debezium ${tps[dbz]% }); for every record of those rows, the consumer's receive time minus pg_xact_commit_timestamp(xmin) of its row (track_commit_timestamp), both from this machine's clock; synchronous_commit = on (PostgreSQL's default) for these writers: with off, the walsender would see a commit only once the WAL writer flushed it, up to wal_writer_delay (200 ms) later, while taskevents' worker flushes WAL itself; per round p50, p99, max, then the median of each over rounds (p50 runs te ${p50[te]% }, dbz ${p50[dbz]% }). Where a pipeline falls behind the rate, latency is the backlog's age."
-    note "peer writer: pgbench -M prepared -c 2 -j 2 -T $SECS of the task lifecycle (4 transactions: insert, edit title, complete, delete), alternating no pipeline (a database without the extension, wal_level = replica), taskevents delivering, Debezium streaming; a ratio is the median over rounds of the run over the no-pipeline run of its round; runs (lifecycles/s): none ${runs[plain]% }, taskevents ${runs[te]% }, Debezium ${runs[dbz]% }. After each run its backlog is dropped (taskevents: queue emptied with delivery off; Debezium: engine stopped and the slot advanced) rather than waited for."
-    local total rejected why
-    total=$(grep -cF "\"topic\":\"$PEER_TOPIC\"" "$B/consumer/records.jsonl" || true)
-    rejected=$(grep -F "\"topic\":\"$PEER_TOPIC\"" "$B/consumer/records.jsonl" | grep -c '"ce_error"' || true)
-    why=$(sed -n "/\"topic\":\"$PEER_TOPIC\".*\"ce_error\"/ {s/.*\"ce_error\":\"[^\"]*Exception: \([^\\\"]*\).*/\1/p; q}" \
-          "$B/consumer/records.jsonl")
-    note "peer, not symmetric: taskevents writes 2 CloudEvents per new task (task.created on task-events, sync.task on task-updates; 8 per lifecycle, over three topics, reminders too) and builds them in the database, under the writer's transaction; Debezium writes 1 record per row change (its change envelope as CloudEvents data, with before/after and source metadata) to one topic, built from the WAL by the walsender and the JVM after commit. taskevents' cost to writers is its trigger and queue (wal_level stays replica); Debezium's is wal_level = logical and the walsender. Debezium's side is one JVM with the engine embedded, not Debezium Server itself; no tombstones (tombstones.on.delete = false). The consumer's CloudEvents SDK (cloudevents-json-jackson 4.0.1) rejected $rejected of Debezium's $total records${why:+ (\"$why\")} and $(grep -vF "\"topic\":\"$PEER_TOPIC\"" "$B/consumer/records.jsonl" | grep -c '"ce_error"') of taskevents'."
+    note "peer writer: pgbench -M prepared -c 2 -j 2 -T $SECS of the task lifecycle (4 transactions: insert, edit title, complete, delete), alternating no pipeline (a database without the extension, wal_level = replica), taskevents delivering, Debezium streaming; a ratio is the median over rounds of the run over the no-pipeline run of its round; runs (lifecycles/s): none ${runs[plain]% }, taskevents ${runs[te]% }, Debezium ${runs[dbz]% }. After each run its backlog is dropped (taskevents: queue emptied with delivery off; Debezium: engine stopped, the slot advanced and the offsets forgotten) rather than waited for."
+    local te_stats dbz_stats
+    te_stats=$(records_of "${REAL_TOPICS[@]:0:3}")
+    dbz_stats=$(records_of "$PEER_TOPIC")
+    note "peer, not symmetric: taskevents writes 2 CloudEvents per new task (task.created on task-events, sync.task on task-updates; 8 per lifecycle, over three topics, reminders too) and builds them in the database, under the writer's transaction; Debezium writes 1 record per row change (its change envelope as CloudEvents data, with before/after and source metadata) to one topic, built from the WAL by the walsender and the JVM after commit. taskevents' cost to writers is its trigger and queue (wal_level stays replica); Debezium's is wal_level = logical and the walsender. Debezium's side is one JVM with the engine embedded, not Debezium Server itself; no tombstones (tombstones.on.delete = false). Records (count, mean bytes of the value, rejected by the consumer's CloudEvents SDK, cloudevents-json-jackson 4.0.1, and why): taskevents $te_stats; Debezium $dbz_stats."
     psql_ -d postgres -c 'ALTER SYSTEM RESET track_commit_timestamp'
     exec {PEER_CTL}>&-
     wait "$PEER_PID" 2>/dev/null || true
