@@ -609,16 +609,16 @@ peer_ready() {
     if [ "$1" = te ]; then wait_for te 'SELECT worker_state FROM taskevents.status' delivering; else peer_engine wait; fi
 }
 
-# consumer_wait N [PID...]: until the consumer has N records since MARK (or
-# none came for 30 s), sampling the PIDs' summed VmRSS every 0.1 s (peak in
+# consumer_wait SIDE N [PID...]: until the consumer has N records since MARK
+# (or none came for 30 s: a note says so for SIDE), sampling the PIDs' summed VmRSS every 0.1 s (peak in
 # W_RSS, kB); W_LAST is when the Nth arrived (epoch µs, empty if not).
 consumer_wait() {
-    local n=$1 p rss got last=-1 end
-    shift
+    local side=$1 n=$2 p rss got last=-1 end
+    shift 2
     W_RSS=0
     while got=$(($(consumer_records) - MARK)); [ $got -lt "$n" ]; do
         [ $got = $last ] || { last=$got; end=$((SECONDS + 30)); }
-        [ $SECONDS -lt $end ] || { note "peer: the consumer got $got of $n records, then nothing for 30 s"; break; }
+        [ $SECONDS -lt $end ] || { note "peer ($side): the consumer got $got of $n records, then nothing for 30 s"; break; }
         rss=0
         for p in "$@"; do rss=$((rss + $(mem "$p" | cut -d' ' -f1))); done
         [ "$rss" -gt "$W_RSS" ] && W_RSS=$rss
@@ -651,7 +651,7 @@ cpu_of() { local p c=0; for p; do c=$((c + $(cpu "$p"))); done; echo $c; }
 bench_peer() {
     local rounds=${BENCH_PEER_ROUNDS:-3} n=${BENCH_PEER_CHANGES:-20000} secs=${BENCH_PEER_LATENCY_SECONDS:-20}
     local -a REAL_TOPICS=("${REAL_TOPICS[@]}" "$PEER_TOPIC")
-    local s t t0 c0 base walsender
+    local s t t0 c0 base walsender a b c
     declare -A run=([te]="" [dbz]=peer_) db=([plain]=plain [te]=te [dbz]=peer) per=([te]=2 [dbz]=1) pids=()
     declare -A drains=() cpus=() rss=() wal=() p50=() p99=() max=() runs=() ratios=() tps=()
     say "peer: taskevents and Debezium $DEBEZIUM_VERSION into one Kafka, $rounds alternating rounds of: a drain of $n changes, latency at 1,000 changes/s for $secs s, the writer for $SECS s"
@@ -669,7 +669,7 @@ bench_peer() {
             consumer_mark
             c0=$(cpu_of ${pids[$s]})
             t0=$(peer_resume $s)
-            consumer_wait $((per[$s] * n)) ${pids[$s]}
+            consumer_wait $s $((per[$s] * n)) ${pids[$s]}
             drains[$s]+="$(awk -v n="$n" -v a="$t0" -v b="${W_LAST:-0}" 'BEGIN {printf "%.0f", (b > 0) ? n / (b / 1e6 - a) : 0}') "
             cpus[$s]+="$(awk -v c="$(($(cpu_of ${pids[$s]}) - c0))" -v t="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}') "
             rss[$s]+="$(mb "$W_RSS") "
@@ -686,11 +686,11 @@ bench_peer() {
             consumer_mark
             ${run[$s]} pgbench_ -R 1000 -T "$secs" -f "$WORK/test/bench/insert.sql" ${db[$s]} > "$B/peer_latency.out" 2>&1
             tps[$s]+="$(printf '%.0f' "$(tps_of "$B/peer_latency.out")") "
-            consumer_wait $((per[$s] * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/peer_latency.out")))
+            consumer_wait $s $((per[$s] * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/peer_latency.out")))
             ${run[$s]} q ${db[$s]} "COPY (SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint
                                           FROM tasks WHERE title = 'Buy milk') TO STDOUT" > "$B/peer_commits"
-            read -r t t0 c0 base < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK" "$B/peer_commits")
-            p50[$s]+="$t0 " p99[$s]+="$c0 " max[$s]+="$base "
+            read -r _ a b c < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK" "$B/peer_commits")
+            p50[$s]+="$a " p99[$s]+="$b " max[$s]+="$c "
         done
     done
     for s in te dbz; do ${run[$s]} psql_ -d postgres -c "ALTER DATABASE ${db[$s]} RESET synchronous_commit"; done
@@ -737,7 +737,7 @@ bench_peer() {
     local te_stats dbz_stats
     te_stats=$(records_of "${REAL_TOPICS[@]:0:3}")
     dbz_stats=$(records_of "$PEER_TOPIC")
-    note "peer, not symmetric: taskevents writes 2 CloudEvents per new task (task.created on task-events, sync.task on task-updates; 8 per lifecycle, over three topics, reminders too) and builds them in the database, under the writer's transaction; Debezium writes 1 record per row change (its change envelope as CloudEvents data, with before/after and source metadata) to one topic, built from the WAL by the walsender and the JVM after commit. taskevents' cost to writers is its trigger and queue (wal_level stays replica); Debezium's is wal_level = logical and the walsender. Debezium's side is one JVM with the engine embedded, not Debezium Server itself; no tombstones (tombstones.on.delete = false). Records (count, mean bytes of the value, rejected by the consumer's CloudEvents SDK, cloudevents-json-jackson 4.0.1, and why): taskevents $te_stats; Debezium $dbz_stats."
+    note "peer, not symmetric: taskevents writes 2 CloudEvents per new task (task.created on task-events, sync.task on task-updates; 8 per lifecycle, over three topics, reminders too) and builds them in the database, under the writer's transaction; Debezium writes 1 record per row change (its change envelope as CloudEvents data, with before/after and source metadata) to one topic, built from the WAL by the walsender and the JVM after commit. taskevents' cost to writers is its trigger and queue (wal_level stays replica); Debezium's is wal_level = logical and the walsender. Debezium gathers each batch until it has max.batch.size records or poll.interval.ms has passed, so at 1,000 changes/s a change waits up to 500 ms before it is sent; per request, taskevents sends each event alone. Debezium's side is one JVM with the engine embedded, not Debezium Server itself; no tombstones (tombstones.on.delete = false). Records (count, mean bytes of the value, rejected by the consumer's CloudEvents SDK, cloudevents-json-jackson 4.0.1, and why): taskevents $te_stats; Debezium $dbz_stats."
     psql_ -d postgres -c 'ALTER SYSTEM RESET track_commit_timestamp'
     exec {PEER_CTL}>&-
     wait "$PEER_PID" 2>/dev/null || true
