@@ -2,7 +2,7 @@
 # Benchmarks (never timed assertions in tests): one throw-away server, one
 # Markdown table out, with the machine it ran on.
 #   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [holes] [idle]
-#                                                               (none: all)
+#                      [real] [peer]          (none: all but real and peer)
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
 #          complete, delete as four transactions), pgbench -M prepared -c 2,
@@ -40,10 +40,20 @@
 #          BENCH_REAL_ROUNDS (3) ratios; and commit -> consumer latency at
 #          1,000 changes/s for 20 s, per request, in bulk, and in bulk with
 #          a busy loop taking one core, split at the Kafka record's time.
+# peer     (only when named) taskevents (default settings, through the real
+#          daprd as in real) and Debezium's embedded engine with its
+#          PostgreSQL connector (test/bench/peer/PeerDriver.java, on a server
+#          of its own with wal_level = logical) into the same Kafka, in
+#          alternating rounds (BENCH_PEER_ROUNDS, 3; median): a drain of
+#          BENCH_PEER_CHANGES (20,000) changes written while delivery was
+#          paused, with each pipeline's CPU and peak RSS; commit -> consumer
+#          latency at 1,000 changes/s for BENCH_PEER_LATENCY_SECONDS (20);
+#          and the writer's lifecycles/s with each pipeline against none
+#          (BENCH_SECONDS each).
 source "$(dirname "$0")/setup.sh"
 source "$(dirname "$0")/real/lib.sh"
 
-ALL=(capture keepup drain latency soak pinned holes idle real)
+ALL=(capture keepup drain latency soak pinned holes idle real peer)
 BENCHES=("$@")
 [ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned holes idle)
 for b in "${BENCHES[@]}"; do
@@ -57,7 +67,7 @@ IDLE=${BENCH_IDLE_SECONDS:-600}
 HOLES=${BENCH_HOLES_SECONDS:-120}
 PGPORT=54330
 
-[[ " ${BENCHES[*]} " == *" real "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
+[[ " ${BENCHES[*]} " == *" real "* || " ${BENCHES[*]} " == *" peer "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
 ensure_packages
 build_and_install
 B="$WORK/bench"
@@ -66,21 +76,21 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the throw-away server and the fake sidecar -----------------------------
 
-bench_server() {
-    start_server "$B" "$PGPORT" <<CONF
-synchronous_commit = off
+BENCH_CONF="synchronous_commit = off
 shared_buffers = '512MB'
 max_wal_size = '4GB'
-checkpoint_timeout = '30min'
-CONF
-}
+checkpoint_timeout = '30min'"
+bench_server() { start_server "$B" "$PGPORT" <<< "$BENCH_CONF"; }
+restart_server() { as_user pg_ctl -D "$B/data" -l "$B/postgresql.log" -m fast -w restart >/dev/null; }
 
 # Leaves only the logs and samples, in $B.
 cleanup() {
     as_user pg_ctl -D "$B/data" -m immediate stop >/dev/null 2>&1 || true
+    as_user pg_ctl -D "$B/peer/data" -m immediate stop >/dev/null 2>&1 || true
     [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null
+    [ -n "${PEER_PID:-}" ] && kill "$PEER_PID" 2>/dev/null
     real_stop_all
-    rm -rf "$B/data" "$B/latency.times" "$B/pinned.times" "$B/kafka/data"
+    rm -rf "$B/data" "$B/latency.times" "$B/pinned.times" "$B/kafka/data" "$B/peer/data"
     find "$WORK" -mindepth 1 -maxdepth 1 ! -name bench -exec rm -rf {} +
 }
 trap cleanup EXIT
@@ -153,6 +163,13 @@ TICKS=$(getconf CLK_TCK)
 mem() { cat "/proc/$1/status" 2>/dev/null | awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r + 0, a + 0}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
+# new_tasks DB N: N new tasks in one statement (2 events each), after a VACUUM.
+new_tasks() {
+    psql_ -d "$1" -c 'VACUUM ANALYZE'
+    psql_ -d "$1" -c "INSERT INTO tasks (user_id, title)
+                      SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $2) i"
+}
+
 # drain DB CHANGES POLL: queue CHANGES inserts (2 events each) with delivery
 # off, turn delivery on and time until the outbox is empty, looking every POLL
 # seconds.  Sets D_SECS (empty if it took over 2 min + 1 s per 500 changes),
@@ -161,9 +178,7 @@ drain() {
     local db=$1 n=$2 t0 t1="" pid rss anon end=$((SECONDS + 120 + $2 / 500))
     setting enabled off
     wait_for "$db" 'SELECT worker_state FROM taskevents.status' disabled
-    psql_ -d "$db" -c 'VACUUM ANALYZE'
-    psql_ -d "$db" -c "INSERT INTO tasks (user_id, title)
-                       SELECT gen_random_uuid(), 'Buy milk ' || i FROM generate_series(1, $n) i"
+    new_tasks "$db" "$n"
     pid=$(q "$db" 'SELECT pid FROM taskevents.status')
     $EVENTS_RESET
     read -r D_RSS D_ANON < <(mem "$pid")
@@ -194,6 +209,7 @@ row() {
     local env=""
     [ "$4" = capture ] && [ -n "${BENCH_SECONDS:-}${BENCH_ROUNDS:-}" ] && env="BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS "
     [ "$4" = soak ] && [ "$SOAK" != 600 ] && env="BENCH_SOAK_SECONDS=$SOAK "
+    [ "$4" = peer ] && env=$(env | grep -E '^BENCH_(PEER_[A-Z_]*|SECONDS)=' | sort | tr '\n' ' ' || true)
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "\`${env}bash test/bench.sh $4\`" >> "$B/rows"
 }
 note() { echo "- $*" >> "$B/notes"; }
@@ -480,15 +496,23 @@ consumer_events() {
     echo $(($(consumer_records) - MARK))
 }
 
-bench_real() {
-    local rounds=${BENCH_REAL_ROUNDS:-3} rates got n p50 p99 max k50 k99 c50 c99 mode
-    say "real: a real daprd and Apache Kafka; drain per request and in bulk ($rounds x 40,000 events), latency at 1,000 changes/s"
+# real_pipeline: test/real/lib.sh's Kafka (with REAL_TOPICS), the consumer
+# reading them and daprd, where taskevents publishes; drain() counts the
+# consumer's records.
+real_pipeline() {
     real_prepare "$WORK/real"
     real_start_kafka "$B/kafka"
     real_start_consumer "$B/consumer"
     real_start_daprd "$B/daprd"
     setting port "$DAPRD_PORT"
-    EVENTS_RESET=consumer_mark EVENTS_COUNT=consumer_events EXPECT_EVENTS=40000
+    EVENTS_RESET=consumer_mark EVENTS_COUNT=consumer_events
+}
+
+bench_real() {
+    local rounds=${BENCH_REAL_ROUNDS:-3} rates got n p50 p99 max k50 k99 c50 c99 mode
+    say "real: a real daprd and Apache Kafka; drain per request and in bulk ($rounds x 40,000 events), latency at 1,000 changes/s"
+    real_pipeline
+    EXPECT_EVENTS=40000
     new_db real taskevents
     # the ceiling: test/bench/daprload, straight at daprd, with copies of one
     # CloudEvent as the worker renders it, as many in flight as the worker
@@ -535,6 +559,214 @@ bench_real() {
     setting bulk DEFAULT
     note "real: daprd $("$REAL_DAPRD" --version) (test/real/lib.sh, stablecomponents) with docker/components/pubsub-kafka.yaml (producerRequiredAcks all) and Apache Kafka $KAFKA_VERSION, one KRaft node on loopback, 3 partitions per topic, on the same $(nproc) cores as PostgreSQL; drains as above, counted by a Kafka consumer (test/real/kafka/KafkaTool.java, which also parses every record with the CloudEvents SDK) instead of the fake sidecar; median of $rounds runs. Latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions (changes/s achieved: ${achieved%, }), over every event: the consumer's receive time minus the CloudEvent's \"time\" (capture time, inside the transaction); where delivery falls behind the rate, latency is the backlog's age."
     real_stop_all
+}
+
+# --- peer: taskevents and Debezium side by side, into one Kafka --------------
+
+DEBEZIUM_VERSION=$(sed -n 's:.*<debezium.version>\(.*\)</debezium.version>.*:\1:p' "$TOP/test/bench/peer/pom.xml")
+PEER_TOPIC=peer.public.tasks    # Debezium's: topic.prefix, schema, table
+
+# peer_ CMD...: a helper of this script (q, psql_, pgbench_, new_tasks, new_db)
+# run against Debezium's server instead.
+peer_() { B="$B/peer" PGPORT=$PEER_PORT "$@"; }
+
+# peer_engine start|stop|wait [nowait]: tell the driver (wait: nothing), and
+# wait until it last said "running" and the slot is in use, or "stopped" and
+# the slot is free.
+peer_engine() {
+    local want=running active=1 end=$((SECONDS + 120))
+    [ "$1" = stop ] && want=stopped active=0
+    [ "$1" = wait ] || echo "$1" >&"$PEER_CTL"
+    [ "${2:-}" = nowait ] && return 0
+    until [ "$(grep -E '^(running|stopped)$' "$B/peer/driver.log" | tail -n 1)" = $want ] &&
+          [ "$(peer_ q peer "SELECT count(*) FROM pg_replication_slots WHERE active")" = $active ]; do
+        [ $SECONDS -lt $end ] && ! grep -q '^engine failed' "$B/peer/driver.log" ||
+            { tail -n 20 "$B/peer/driver.log" >&2; exit 1; }
+        sleep 0.05
+    done
+}
+
+# Debezium's side: its jars (cached as test/real/lib.sh caches Kafka's), its
+# own server (wal_level = logical, reached over TCP), and the driver reading
+# commands from a FIFO; its first start creates the slot and publication.
+peer_start() {
+    JARS_HOME="$REAL_CACHE/peer/$DEBEZIUM_VERSION"
+    real_locked real_jars "$WORK/test/bench/peer" PeerDriver.java "Debezium $DEBEZIUM_VERSION" || exit 1
+    real_jars "$WORK/test/bench/peer" PeerDriver.java "Debezium $DEBEZIUM_VERSION"
+    PEER_PORT=$(real_free_port)
+    as_user mkdir -p "$B/peer"
+    printf '%s\n' "$BENCH_CONF" "shared_preload_libraries = ''" "wal_level = logical" \
+        "track_commit_timestamp = on" "listen_addresses = '127.0.0.1'" | start_server "$B/peer" "$PEER_PORT"
+    peer_ new_db peer
+    rm -f "$B/peer/ctl" "$B/peer/offsets.dat"
+    mkfifo "$B/peer/ctl"
+    java -cp "$JARS_HOME/lib/*:$JARS_CLASSES" PeerDriver "$KAFKA_BOOTSTRAP" 127.0.0.1 "$PEER_PORT" peer \
+        "$B/peer/offsets.dat" < "$B/peer/ctl" > "$B/peer/driver.log" 2>&1 &
+    PEER_PID=$!
+    exec {PEER_CTL}> "$B/peer/ctl"
+    peer_engine start
+}
+
+# peer_pause SIDE, peer_resume SIDE (prints when, in epoch seconds), without
+# waiting; peer_ready SIDE: until it delivers.  SIDE te is taskevents in
+# database te (taskevents.enabled), dbz the Debezium engine.
+peer_pause() {
+    if [ "$1" = te ]; then
+        setting enabled off
+        wait_for te 'SELECT worker_state FROM taskevents.status' disabled
+    else
+        peer_engine stop
+    fi
+}
+peer_resume() {
+    if [ "$1" = te ]; then
+        psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on' >/dev/null
+        q te 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()'
+    else
+        date +%s.%N
+        peer_engine start nowait
+    fi
+}
+peer_ready() {
+    if [ "$1" = te ]; then wait_for te 'SELECT worker_state FROM taskevents.status' delivering; else peer_engine wait; fi
+}
+
+# consumer_wait SIDE N [PID...]: until the consumer has N records since MARK
+# (or none came for 30 s: a note says so for SIDE), sampling the PIDs' summed VmRSS every 0.1 s (peak in
+# W_RSS, kB); W_LAST is when the Nth arrived (epoch µs, empty if not).
+consumer_wait() {
+    local side=$1 n=$2 p rss got last=-1 end
+    shift 2
+    W_RSS=0
+    while got=$(($(consumer_records) - MARK)); [ $got -lt "$n" ]; do
+        [ $got = $last ] || { last=$got; end=$((SECONDS + 30)); }
+        [ $SECONDS -lt $end ] || { note "peer ($side): the consumer got $got of $n records, then nothing for 30 s"; break; }
+        rss=0
+        for p in "$@"; do rss=$((rss + $(mem "$p" | cut -d' ' -f1))); done
+        [ "$rss" -gt "$W_RSS" ] && W_RSS=$rss
+        sleep 0.1
+    done
+    W_LAST=$(sed -n "$((MARK + n))p" "$B/consumer/records.jsonl" | sed -n 's/.*"received_us":\([0-9]*\).*/\1/p')
+}
+# records_of TOPIC...: of the consumer's records on those topics, "N, B bytes,
+# R rejected (the first reason)": the count, the mean size of a value, and
+# how many the CloudEvents SDK could not read.
+records_of() {
+    python3 - "$B/consumer/records.jsonl" "$@" <<'PY'
+import json, sys
+n = size = bad = 0
+why = ""
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["topic"] in sys.argv[2:]:
+        n += 1
+        size += len((r["value"] or "").encode())
+        if "ce_error" in r:
+            bad += 1
+            why = why or r["ce_error"].split("Exception: ")[-1].split("\n")[0]
+print(f"{n}, {round(size / max(n, 1))} bytes, {bad} rejected" + (f" ({why})" if why else ""))
+PY
+}
+commas() { echo "$1" | sed ':a; s/\B[0-9]\{3\}\>/,&/; ta'; }
+cpu_of() { local p c=0; for p; do c=$((c + $(cpu "$p"))); done; echo $c; }
+
+bench_peer() {
+    local rounds=${BENCH_PEER_ROUNDS:-3} n=${BENCH_PEER_CHANGES:-20000} secs=${BENCH_PEER_LATENCY_SECONDS:-20}
+    local -a REAL_TOPICS=("${REAL_TOPICS[@]}" "$PEER_TOPIC")
+    local s t t0 c0 base walsender a b c
+    declare -A run=([te]="" [dbz]=peer_) db=([plain]=plain [te]=te [dbz]=peer) per=([te]=2 [dbz]=1) pids=()
+    declare -A drains=() cpus=() rss=() wal=() p50=() p99=() max=() runs=() ratios=() tps=()
+    say "peer: taskevents and Debezium $DEBEZIUM_VERSION into one Kafka, $rounds alternating rounds of: a drain of $n changes, latency at 1,000 changes/s for $secs s, the writer for $SECS s"
+    psql_ -d postgres -c 'ALTER SYSTEM SET track_commit_timestamp = on'
+    restart_server
+    real_pipeline
+    peer_start
+    new_db plain
+    new_db te taskevents
+    pids=([te]="$(q te 'SELECT pid FROM taskevents.status') $DAPRD_PID" [dbz]=$PEER_PID)
+    for _ in $(seq "$rounds"); do      # 1. the drain of what was written while paused
+        for s in te dbz; do
+            peer_pause $s
+            ${run[$s]} new_tasks ${db[$s]} "$n" >/dev/null
+            consumer_mark
+            c0=$(cpu_of ${pids[$s]})
+            t0=$(peer_resume $s)
+            consumer_wait $s $((per[$s] * n)) ${pids[$s]}
+            drains[$s]+="$(awk -v n="$n" -v a="$t0" -v b="${W_LAST:-0}" 'BEGIN {printf "%.0f", (b > 0) ? n / (b / 1e6 - a) : 0}') "
+            cpus[$s]+="$(awk -v c="$(($(cpu_of ${pids[$s]}) - c0))" -v t="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}') "
+            rss[$s]+="$(mb "$W_RSS") "
+            if [ $s = dbz ]; then   # the walsender decoding for Debezium, started with the engine
+                walsender=$(peer_ q peer 'SELECT pid FROM pg_stat_replication')
+                wal[$s]+="$(awk -v c="$(cpu_of $walsender)" -v t="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}') "
+            fi
+            peer_ready $s
+        done
+    done
+    for s in te dbz; do ${run[$s]} psql_ -d postgres -c "ALTER DATABASE ${db[$s]} SET synchronous_commit = on"; done
+    for _ in $(seq "$rounds"); do      # 2. latency, commit -> consumer
+        for s in te dbz; do
+            consumer_mark
+            ${run[$s]} pgbench_ -R 1000 -T "$secs" -f "$WORK/test/bench/insert.sql" ${db[$s]} > "$B/peer_latency.out" 2>&1
+            tps[$s]+="$(printf '%.0f' "$(tps_of "$B/peer_latency.out")") "
+            consumer_wait $s $((per[$s] * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/peer_latency.out")))
+            ${run[$s]} q ${db[$s]} "COPY (SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint
+                                          FROM tasks WHERE title = 'Buy milk') TO STDOUT" > "$B/peer_commits"
+            read -r _ a b c _ < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK" "$B/peer_commits")
+            p50[$s]+="$a " p99[$s]+="$b " max[$s]+="$c "
+        done
+    done
+    for s in te dbz; do ${run[$s]} psql_ -d postgres -c "ALTER DATABASE ${db[$s]} RESET synchronous_commit"; done
+    for _ in $(seq "$rounds"); do      # 3. the writer flat out, with no pipeline and with each
+        for s in plain te dbz; do
+            ${run[$s]:-} pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" ${db[$s]} > "$B/peer_writer.out" 2>&1
+            t=$(printf '%.0f' "$(tps_of "$B/peer_writer.out")")
+            runs[$s]+="$t "
+            [ $s = plain ] && base=$t
+            ratios[$s]+="$(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.3f", a / b}') "
+            if [ $s = te ]; then         # the backlog is dropped, not left to slow the next runs
+                peer_pause te
+                psql_ -d te -c "$DISCARD_QUEUE"
+            elif [ $s = dbz ]; then
+                peer_pause dbz
+                peer_ q peer "SELECT pg_replication_slot_advance('peer', pg_current_wal_lsn())" >/dev/null
+                rm "$B/peer/offsets.dat"   # else it refuses to start behind the slot
+            fi
+            [ $s = plain ] || { peer_resume $s >/dev/null; peer_ready $s; }
+            ${run[$s]:-} psql_ -d ${db[$s]} -c 'VACUUM'
+        done
+    done
+    declare -A label=([te]="taskevents $(q te "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'") (per request, real daprd)"
+                      [dbz]="Debezium $DEBEZIUM_VERSION embedded")
+    for s in te dbz; do
+        row "peer drain of $(commas "$n") changes written while paused: ${label[$s]}" \
+            "$(echo ${drains[$s]} | median) changes/s ($(commas $((per[$s] * n))) records; runs: ${drains[$s]% })" "" peer
+    done
+    for s in te dbz; do
+        row "peer latency commit -> consumer, 1,000 changes/s, p50 / p99 / max: ${label[$s]}" \
+            "$(echo ${p50[$s]} | median) / $(echo ${p99[$s]} | median) / $(echo ${max[$s]} | median) ms (p99 runs: ${p99[$s]% })" "" peer
+    done
+    row "peer writer: the task lifecycle, no pipeline (wal_level = replica)" "$(echo ${runs[plain]} | median) lifecycles/s" "" peer
+    row "peer writer: with ${label[te]}, wal_level = replica" "$(echo ${ratios[te]} | median) x no pipeline" "" peer
+    row "peer writer: with ${label[dbz]}, wal_level = logical" "$(echo ${ratios[dbz]} | median) x no pipeline" "" peer
+    row "peer drain: pipeline CPU per 1,000 changes, peak RSS: taskevents worker + daprd" \
+        "$(echo ${cpus[te]} | median) ms; $(echo ${rss[te]} | median) MB" "" peer
+    row "peer drain: pipeline CPU per 1,000 changes, peak RSS: Debezium's JVM (+ its walsender's CPU)" \
+        "$(echo ${cpus[dbz]} | median) ms (+ $(echo ${wal[dbz]} | median) ms); $(echo ${rss[dbz]} | median) MB" "" peer
+    note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (per request, no bulk) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap (at most a quarter of the RAM; the JVM is not restarted between rounds), records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
+    note "peer drain: $(commas "$n") INSERTs in one statement while delivery is paused (taskevents.enabled = off; the engine stopped), then timed from the reload that turns delivery on (from the driver's \"start\": a new engine in the running JVM, which connects and opens the slot) until the consumer received the last record, by the consumer's clock; changes/s = $(commas "$n") over that. CPU: utime + stime from /proc over the drain of the worker and daprd (taskevents) or the JVM (Debezium), per 1,000 changes; the walsender that decodes for Debezium is shown apart (taskevents' reads of its queue are in the worker's figure). Peak RSS: VmRSS summed over those processes, sampled every 0.1 s; the worker's counts shared buffers it touched. Runs: CPU ms te ${cpus[te]% }, dbz ${cpus[dbz]% }; MB te ${rss[te]% }, dbz ${rss[dbz]% }."
+    note "peer latency: pgbench -R 1000 -c 2 -j 2 for $secs s of one-INSERT transactions into each side in turn (achieved changes/s: taskevents ${tps[te]% }, Debezium ${tps[dbz]% }); for every record of those rows, the consumer's receive time minus pg_xact_commit_timestamp(xmin) of its row (track_commit_timestamp), both from this machine's clock; synchronous_commit = on (PostgreSQL's default) for these writers: with off, the walsender would see a commit only once the WAL writer flushed it, up to wal_writer_delay (200 ms) later, while taskevents' worker flushes WAL itself; per round p50, p99, max, then the median of each over rounds (p50 runs te ${p50[te]% }, dbz ${p50[dbz]% }). Where a pipeline falls behind the rate, latency is the backlog's age."
+    note "peer writer: pgbench -M prepared -c 2 -j 2 -T $SECS of the task lifecycle (4 transactions: insert, edit title, complete, delete), alternating no pipeline (a database without the extension, wal_level = replica), taskevents delivering, Debezium streaming; a ratio is the median over rounds of the run over the no-pipeline run of its round; runs (lifecycles/s): none ${runs[plain]% }, taskevents ${runs[te]% }, Debezium ${runs[dbz]% }. After each run its backlog is dropped (taskevents: queue emptied with delivery off; Debezium: engine stopped, the slot advanced and the offsets forgotten) rather than waited for."
+    local te_stats dbz_stats
+    te_stats=$(records_of "${REAL_TOPICS[@]:0:3}")
+    dbz_stats=$(records_of "$PEER_TOPIC")
+    note "peer, not symmetric: taskevents writes 2 CloudEvents per new task (task.created on task-events, sync.task on task-updates; 8 per lifecycle, over three topics, reminders too) and builds them in the database, under the writer's transaction; Debezium writes 1 record per row change (its change envelope as CloudEvents data, with before/after and source metadata) to one topic, built from the WAL by the walsender and the JVM after commit. taskevents' cost to writers is its trigger and queue (wal_level stays replica); Debezium's is wal_level = logical and the walsender. Debezium gathers each batch until it has max.batch.size records or poll.interval.ms has passed, so at 1,000 changes/s a change waits up to 500 ms before it is sent; per request, taskevents sends each event alone. Debezium's side is one JVM with the engine embedded, not Debezium Server itself; no tombstones (tombstones.on.delete = false). Records (count, mean bytes of the value, rejected by the consumer's CloudEvents SDK, cloudevents-json-jackson 4.0.1, and why): taskevents $te_stats; Debezium $dbz_stats."
+    psql_ -d postgres -c 'ALTER SYSTEM RESET track_commit_timestamp'
+    exec {PEER_CTL}>&-
+    wait "$PEER_PID" 2>/dev/null || true
+    PEER_PID=
+    as_user pg_ctl -D "$B/peer/data" -m fast stop >/dev/null
+    real_stop_all
+    restart_server
 }
 
 # Each benchmark starts without the databases of the ones before: every

@@ -59,29 +59,38 @@ real_build_daprd() {
     real_say "daprd $DAPR_VERSION built in $((SECONDS - start)) s"
 }
 
-# The broker's and the consumer tool's jars (mvn dependency:copy-dependencies
-# into the cache) and the consumer tool compiled against them.
-real_fetch_kafka() {
-    local home="$REAL_CACHE/kafka/$KAFKA_VERSION"
+# real_jars DIR SRC WHAT: the jars of the Maven project DIR/pom.xml (mvn
+# dependency:copy-dependencies through the cache's Maven repository, into
+# $JARS_HOME/lib) and DIR/SRC compiled against them ($JARS_CLASSES), under
+# the cache's folder $JARS_HOME; again only when the pom or SRC change.
+real_jars() {
     local sum classes
-    sum=$(cat "$REAL_DIR/kafka/pom.xml" "$REAL_DIR/kafka/KafkaTool.java" | sha256sum | cut -c1-12)
-    classes="$home/classes-$sum"
-    if [ ! -f "$home/lib/.complete-$sum" ]; then
-        real_say "fetching Apache Kafka $KAFKA_VERSION and the CloudEvents SDK with Maven (first time only)"
-        rm -rf "$home/lib"
-        mvn -q -B -f "$REAL_DIR/kafka/pom.xml" -Dmaven.repo.local="$REAL_CACHE/m2" \
-            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$home/lib" || return 1
-        touch "$home/lib/.complete-$sum"
+    sum=$(cat "$1/pom.xml" "$1/$2" | sha256sum | cut -c1-12)
+    classes="$JARS_HOME/classes-$sum"
+    if [ ! -f "$JARS_HOME/lib/.complete-$sum" ]; then
+        real_say "fetching $3 with Maven (first time only)"
+        rm -rf "$JARS_HOME/lib"
+        mvn -q -B -f "$1/pom.xml" -Dmaven.repo.local="$REAL_CACHE/m2" \
+            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$JARS_HOME/lib" || return 1
+        touch "$JARS_HOME/lib/.complete-$sum"
     fi
     if [ ! -d "$classes" ]; then
         rm -rf "$classes.tmp"
         mkdir -p "$classes.tmp"
-        javac -nowarn -d "$classes.tmp" -cp "$home/lib/*" "$REAL_DIR/kafka/KafkaTool.java" || return 1
+        javac -nowarn -d "$classes.tmp" -cp "$JARS_HOME/lib/*" "$1/$2" || return 1
         cp "$REAL_DIR/kafka/log4j2.properties" "$classes.tmp/"
         mv "$classes.tmp" "$classes"
     fi
-    REAL_KAFKA_HOME=$home
-    REAL_KAFKA_CLASSES=$classes
+    JARS_CLASSES=$classes
+}
+
+# The broker's and the consumer tool's jars and the consumer tool compiled
+# against them.
+real_fetch_kafka() {
+    JARS_HOME="$REAL_CACHE/kafka/$KAFKA_VERSION"
+    real_jars "$REAL_DIR/kafka" KafkaTool.java "Apache Kafka $KAFKA_VERSION and the CloudEvents SDK" || return 1
+    REAL_KAFKA_HOME=$JARS_HOME
+    REAL_KAFKA_CLASSES=$JARS_CLASSES
 }
 
 # Link (or copy) a file or directory tree to DEST.
