@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (never timed assertions in tests): one throw-away server, one
 # Markdown table out, with the machine it ran on.
-#   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [holes] [idle]
+#   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [holes] [idle] [backfill]
 #                      [real] [peer]          (none: all but real and peer)
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
@@ -31,6 +31,10 @@
 #          and the size of its row, every 10 s; then the backlog once it commits.
 # idle     BENCH_IDLE_SECONDS (600) with nothing to deliver: the worker's
 #          memory, CPU and wake-ups.
+# backfill BENCH_BACKFILL_ROWS (100,000) tasks published by
+#          taskevents.backfill() through the sidecar: rows/s; and the
+#          writers' latency p99 (pgbench -R 200 of the lifecycle) during the
+#          backfill against without.
 # real     (only when named) the real pipeline of test/real/lib.sh: a real
 #          daprd and Apache Kafka (built or fetched once, cached), a Kafka
 #          consumer reading every record; drain of 40,000 events per request
@@ -53,9 +57,9 @@
 source "$(dirname "$0")/setup.sh"
 source "$(dirname "$0")/real/lib.sh"
 
-ALL=(capture keepup drain latency soak pinned holes idle real peer)
+ALL=(capture keepup drain latency soak pinned holes idle backfill real peer)
 BENCHES=("$@")
-[ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned holes idle)
+[ $# -gt 0 ] || BENCHES=(capture keepup drain latency soak pinned holes idle backfill)
 for b in "${BENCHES[@]}"; do
     [[ " ${ALL[*]} " == *" $b "* ]] || { echo "usage: $0 [${ALL[*]}]" >&2; exit 2; }
 done
@@ -76,7 +80,10 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the throw-away server and the fake sidecar -----------------------------
 
-BENCH_CONF="synchronous_commit = off
+# The fake sidecar's benchmarks measure one event per request unless they
+# say bulk (their figures since 1.0); real, peer and backfill use auto.
+BENCH_CONF="taskevents.bulk = off
+synchronous_commit = off
 shared_buffers = '512MB'
 max_wal_size = '4GB'
 checkpoint_timeout = '30min'"
@@ -467,6 +474,36 @@ bench_holes() {
     note "holes: pgbench -R 500 of the capture lifecycle and pgbench -R 500 of test/bench/rollback.sql for $HOLES s while another session holds BEGIN; INSERT INTO tasks … open; every 10 s (second, worker CPU %, changes waiting, holes in the cursor, bytes of its row): $(tr '\n' ';' < "$B/holes.samples" | sed 's/;$//')."
 }
 
+# backfill: a table's current state published again, and what writers feel.
+bench_backfill() {
+    local rows=${BENCH_BACKFILL_ROWS:-100000} t0 secs without with bf
+    say "backfill: $rows tasks published by taskevents.backfill(); writers' latency with and without"
+    sidecar
+    new_db backfill taskevents
+    setting bulk auto                  # the product's default, which the sidecar has
+    new_tasks backfill "$rows"
+    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0
+    # p99 of one pgbench -l run's transactions, in ms
+    p99_of() { cat "$1".* | awk '{print $3 / 1000}' | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int(NR * 0.99)]}'; }
+    pgbench_ -R 200 -T 20 -l --log-prefix="$B/bf_without" -f "$WORK/test/bench/lifecycle.sql" backfill > /dev/null 2>&1
+    without=$(p99_of "$B/bf_without")
+    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0
+    sidecar_reset
+    t0=$(date +%s.%N)
+    bf=$(q backfill 'SELECT taskevents.backfill()')
+    pgbench_ -R 200 -T 20 -l --log-prefix="$B/bf_with" -f "$WORK/test/bench/lifecycle.sql" backfill > /dev/null 2>&1
+    with=$(p99_of "$B/bf_with")
+    wait_for backfill "SELECT state FROM taskevents.backfill_progress WHERE id = $bf" done
+    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    stop_sidecar
+    setting bulk DEFAULT
+    row "backfill: $rows tasks through the fake sidecar (bulk)" \
+        "$(awk -v n="$rows" -v s="$secs" 'BEGIN {printf "%.0f", n / s}') rows/s ($secs s, writers running)" "measured" backfill
+    row "backfill: writers' latency p99, 200 lifecycles/s, without / during a backfill" "$without / $with ms" "close" backfill
+    note "backfill: $rows tasks inserted and delivered first; then pgbench -R 200 of the lifecycle for 20 s (-l: every transaction's latency) alone, then again while taskevents.backfill() of the whole table runs (chunks of 1,000 rows, no rate limit), timed from the call until its state is done and the queue is empty (the writers' events included)."
+}
+
 # idle: nothing to deliver for a while: what the worker costs.
 bench_idle() {
     local pid c0 m0 m1 w0 w1
@@ -501,6 +538,8 @@ consumer_events() {
 # consumer's records.
 real_pipeline() {
     real_prepare "$WORK/real"
+    real_stop_all
+    rm -rf "$B/kafka/data"             # a fresh broker for each benchmark
     real_start_kafka "$B/kafka"
     real_start_consumer "$B/consumer"
     real_start_daprd "$B/daprd"
@@ -683,6 +722,7 @@ bench_peer() {
     peer_start
     new_db plain
     new_db te taskevents
+    setting bulk auto                  # the product's default (BENCH_CONF's is off)
     pids=([te]="$(q te 'SELECT pid FROM taskevents.status') $DAPRD_PID" [dbz]=$PEER_PID)
     for _ in $(seq "$rounds"); do      # 1. the drain of what was written while paused
         for s in te dbz; do
@@ -752,7 +792,7 @@ bench_peer() {
         "$(echo ${cpus[te]} | median) ms; $(echo ${rss[te]} | median) MB" "" peer
     row "peer drain: pipeline CPU per 1,000 changes, peak RSS: Debezium's JVM (+ its walsender's CPU)" \
         "$(echo ${cpus[dbz]} | median) ms (+ $(echo ${wal[dbz]} | median) ms); $(echo ${rss[dbz]} | median) MB" "" peer
-    note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (per request, no bulk) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap (at most a quarter of the RAM; the JVM is not restarted between rounds), records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
+    note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (bulk publish, which taskevents.bulk = auto finds in daprd 1.18) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap (at most a quarter of the RAM; the JVM is not restarted between rounds), records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
     note "peer drain: $(commas "$n") INSERTs in one statement while delivery is paused (taskevents.enabled = off; the engine stopped), then timed from the reload that turns delivery on (from the driver's \"start\": a new engine in the running JVM, which connects and opens the slot) until the consumer received the last record, by the consumer's clock; changes/s = $(commas "$n") over that. CPU: utime + stime from /proc over the drain of the worker and daprd (taskevents) or the JVM (Debezium), per 1,000 changes; the walsender that decodes for Debezium is shown apart (taskevents' reads of its queue are in the worker's figure). Peak RSS: VmRSS summed over those processes, sampled every 0.1 s; the worker's counts shared buffers it touched. Runs: CPU ms te ${cpus[te]% }, dbz ${cpus[dbz]% }; MB te ${rss[te]% }, dbz ${rss[dbz]% }."
     note "peer latency: pgbench -R 1000 -c 2 -j 2 for $secs s of one-INSERT transactions into each side in turn (achieved changes/s: taskevents ${tps[te]% }, Debezium ${tps[dbz]% }); for every record of those rows, the consumer's receive time minus pg_xact_commit_timestamp(xmin) of its row (track_commit_timestamp), both from this machine's clock; synchronous_commit = on (PostgreSQL's default) for these writers: with off, the walsender would see a commit only once the WAL writer flushed it, up to wal_writer_delay (200 ms) later, while taskevents' worker flushes WAL itself; per round p50, p99, max, then the median of each over rounds (p50 runs te ${p50[te]% }, dbz ${p50[dbz]% }). Where a pipeline falls behind the rate, latency is the backlog's age."
     note "peer writer: pgbench -M prepared -c 2 -j 2 -T $SECS of the task lifecycle (4 transactions: insert, edit title, complete, delete), alternating no pipeline (a database without the extension, wal_level = replica), taskevents delivering, Debezium streaming; a ratio is the median over rounds of the run over the no-pipeline run of its round; runs (lifecycles/s): none ${runs[plain]% }, taskevents ${runs[te]% }, Debezium ${runs[dbz]% }. After each run its backlog is dropped (taskevents: queue emptied with delivery off; Debezium: engine stopped, the slot advanced and the offsets forgotten) rather than waited for."
