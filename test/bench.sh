@@ -775,7 +775,7 @@ bench_peer() {
             ${run[$s]:-} psql_ -d ${db[$s]} -c 'VACUUM'
         done
     done
-    declare -A label=([te]="taskevents $(q te "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'") (per request, real daprd)"
+    declare -A label=([te]="taskevents $(q te "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'") (defaults: bulk, real daprd)"
                       [dbz]="Debezium $DEBEZIUM_VERSION embedded")
     for s in te dbz; do
         row "peer drain of $(commas "$n") changes written while paused: ${label[$s]}" \
