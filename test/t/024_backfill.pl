@@ -74,8 +74,14 @@ is(scalar(grep { $_->{event}{type} eq 'sync.task' && $_->{event}{data}{action} e
 	scalar @snap, 'each snapshot has its sync.task');
 my %snapped = map { $_->{event}{data}{task_id} => 1 } @snap;
 my @reminders = grep { $_->{event}{type} eq 'reminder.scheduled' && $_->{event}{traceid} eq "backfill-$bf" } @$events;
-ok(@reminders > $TASKS / 10 && !grep({ !$snapped{ $_->{event}{data}{task_id} } } @reminders),
-	'tasks with a due date also get reminder.scheduled ' . scalar(@reminders) . ' times');
+# which tasks still had their due date when their chunk was read depends on
+# the writers (they delete tasks and bring them back without one): each
+# reminder is of a snapshotted task created with a due date (every third),
+# and none twice
+my %reminded;
+$reminded{ $_->{event}{data}{task_id} }++ for @reminders;
+ok(@reminders > 0 && !grep({ !$snapped{$_} || hex(substr($_, 24)) % 3 || $reminded{$_} > 1 } keys %reminded),
+	'tasks with a due date also get reminder.scheduled, once each (' . scalar(@reminders) . ')');
 
 # 3. A restart in the middle: the backfill resumes where it stopped.
 my $bf2 = sql("SELECT taskevents.backfill('tasks', 'completed', rows_per_second => 2000)");
