@@ -245,9 +245,9 @@ te_dapr_start(TeRequest *req)
 
 	initStringInfo(&url);
 	appendStringInfoString(&url, dp_base);
-	if (req->get != NULL)
+	if (req->probe)
 	{
-		appendStringInfoString(&url, req->get);
+		appendStringInfoString(&url, "/v1.0/healthz/outbound");
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
 	else
@@ -454,7 +454,7 @@ dp_finish(CURL *h, CURLcode result)
 	/* a bulk answer listing failed entries: the others were published */
 	req->partial = req->bulk && req->resp != NULL && req->status >= 500 &&
 		strstr(req->resp, "\"failedEntries\"") != NULL;
-	if (!req->bulk && req->get == NULL)
+	if (!req->bulk)
 		te_dapr_release(req);
 	return req;
 }

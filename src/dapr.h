@@ -25,7 +25,7 @@ typedef struct TeRequest
 	const char *partition_key;
 	const char *body;
 	size_t		body_len;
-	const char *get;			/* a GET of this API path instead of a publish */
+	bool		probe;			/* the readiness probe, GET /v1.0/healthz/outbound */
 	bool		quick;			/* a question about the sidecar: given up after 2 s */
 	bool		bulk;			/* body is a bulk publish request for topic */
 	void	   *owner;			/* for the caller */
@@ -38,7 +38,7 @@ typedef struct TeRequest
 
 	/* private */
 	void	   *handle;
-	char	   *resp;			/* the answer's body (malloc'd), kept for bulk and GET */
+	char	   *resp;			/* the answer's body (malloc'd), kept for bulk */
 	size_t		resp_len;
 	size_t		resp_cap;
 } TeRequest;

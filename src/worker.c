@@ -108,8 +108,9 @@ typedef struct WkBulk
 	int			n;
 } WkBulk;
 
-/* Most entries in one bulk publish request. */
+/* Most entries in one bulk publish request; fewest when there are more. */
 #define WK_BULK_MAX 500
+#define WK_BULK_MIN 100
 
 /* No answer for this long: the round says it is waiting. */
 #define WK_SLOW_MS 10000
@@ -122,6 +123,17 @@ typedef struct WkBulk
 
 /* About how many bytes of titles and changes one round reads at most. */
 #define WK_ROUND_BYTES (16 * 1024 * 1024)
+
+/* The stages of a round, timed for its DEBUG1 line. */
+typedef enum WkStage
+{
+	WK_CLAIM,
+	WK_BUILD,
+	WK_DURABLE,
+	WK_SEND,
+	WK_RECORD,
+	WK_NSTAGES
+} WkStage;
 
 /* Everything one round works on, allocated in wk_cxt. */
 typedef struct WkRound
@@ -138,6 +150,10 @@ typedef struct WkRound
 	uint64		published;
 	uint64		retried;
 	uint64		ndead;
+	int			requests;		/* HTTP requests started */
+	double		in_flight_us;	/* requests in flight x microseconds waited */
+	TimestampTz stage_end;		/* when the last stage timed ended */
+	long		stage_us[WK_NSTAGES];
 } WkRound;
 
 static MemoryContext wk_cxt;
@@ -763,6 +779,7 @@ wk_start_one(WkRound *r, WkEvent *e)
 		wk_skip(e);
 	else
 	{
+		r->requests++;
 		te_dapr_start(&e->req);
 		if (e->req.handle != NULL)
 			return;
@@ -801,6 +818,12 @@ wk_bulk_finished(WkRound *r, WkBulk *b)
  * WK_BULK_MAX entries within taskevents.max_body_size, each with the task id
  * as its partitionKey.  The queue holds at most one event per task, so a
  * task's events never share a request and per-task order holds.
+ *
+ * The events ready are shared out over the requests that may still start,
+ * so that as many are in flight as taskevents.concurrency allows: the first
+ * events of 4,000 tasks go as 16 requests of 250, not as 8 of 500 with the
+ * other 8 waiting for those tasks' next events.  Below WK_BULK_MIN entries
+ * more requests cost daprd more than they gain.
  */
 static void
 wk_start_bulk(WkRound *r, WkQueue *q)
@@ -809,15 +832,17 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 	StringInfoData body;
 	size_t		limit = (size_t) te_max_body_kb * 1024;
 	size_t		size = 2;
+	int			slots = Max(te_concurrency - te_dapr_in_flight(), 1);
+	int			max = Min(Max((r->nready + slots - 1) / slots, WK_BULK_MIN), WK_BULK_MAX);
 
 	/* the body's size at once: growing it by doubling copies it over and over */
-	for (int i = q->head; i < q->tail && i - q->head < WK_BULK_MAX && size < limit; i++)
+	for (int i = q->head; i < q->tail && i - q->head < max && size < limit; i++)
 		size += q->items[i]->req.body_len + strlen(q->items[i]->req.partition_key) + 160;
-	b->events = palloc(sizeof(WkEvent *) * WK_BULK_MAX);
+	b->events = palloc(sizeof(WkEvent *) * max);
 	initStringInfo(&body);
 	enlargeStringInfo(&body, Min(size, limit));
 	appendStringInfoChar(&body, '[');
-	while (q->head < q->tail && b->n < WK_BULK_MAX)
+	while (q->head < q->tail && b->n < max)
 	{
 		WkEvent    *e = q->items[q->head];
 
@@ -843,6 +868,7 @@ wk_start_bulk(WkRound *r, WkQueue *q)
 	b->req.topic = b->events[0]->topic;
 	b->req.bulk = true;
 	b->req.owner = b;
+	r->requests++;
 	te_dapr_start(&b->req);
 	if (b->req.handle == NULL)
 		wk_bulk_finished(r, b);
@@ -869,9 +895,8 @@ wk_probe(void)
 {
 	TeRequest	req = {0};
 
-	req.get = "/v1.0/healthz/outbound";
+	req.probe = true;
 	wk_ask(&req);
-	te_dapr_release(&req);
 	wk_last_probe = GetCurrentTimestamp();
 	if (req.outcome != TE_OUTCOME_OK)
 		wk_set_error(req.error);
@@ -961,6 +986,30 @@ wk_note_slow(WkRound *r)
 				  errdetail("A request given up may still be published; its events would then be published twice.")));
 }
 
+/* A stage of the round has ended: note how long it took. */
+static void
+wk_stage(WkRound *r, WkStage stage)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	r->stage_us[stage] = now - r->stage_end;
+	r->stage_end = now;
+}
+
+/* Where a round's time went (DEBUG1): what taskevents.status cannot say. */
+static void
+wk_log_round(WkRound *r)
+{
+	double		send_us = Max(r->stage_us[WK_SEND], 1);
+
+	ereport(DEBUG1,
+			(errmsg_internal("taskevents: round of %d changes, %d requests: claim %.1f ms, build %.1f ms, durable %.1f ms, send %.1f ms (%.1f requests in flight on average), record %.1f ms",
+							 r->q.nchanges + r->q.nresends, r->requests,
+							 r->stage_us[WK_CLAIM] / 1000.0, r->stage_us[WK_BUILD] / 1000.0,
+							 r->stage_us[WK_DURABLE] / 1000.0, send_us / 1000.0,
+							 r->in_flight_us / send_us, r->stage_us[WK_RECORD] / 1000.0)));
+}
+
 /* Run the requests of a round to completion, checking for interrupts. */
 static void
 wk_pump(WkRound *r)
@@ -972,6 +1021,9 @@ wk_pump(WkRound *r)
 	while ((r->nready > 0 && !WK_STALLED(r)) || te_dapr_in_flight() > 0)
 	{
 		int			n;
+		int			in_flight;
+		TimestampTz waited;
+		TimestampTz now;
 
 		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency && !WK_STALLED(r))
 		{
@@ -990,9 +1042,13 @@ wk_pump(WkRound *r)
 				wk_start_one(r, q->items[q->head++]);
 			}
 		}
+		in_flight = te_dapr_in_flight();
+		waited = GetCurrentTimestamp();
 		n = te_dapr_wait(done, lengthof(done), 100);
+		now = GetCurrentTimestamp();
+		r->in_flight_us += (double) in_flight * (now - waited);
 		if (n > 0)
-			r->last_answer = GetCurrentTimestamp();
+			r->last_answer = now;
 		else
 			wk_note_slow(r);
 		for (int i = 0; i < n; i++)
@@ -1222,6 +1278,7 @@ wk_round(void)
 {
 	WkRound    *r = palloc0(sizeof(WkRound));
 
+	r->stage_end = GetCurrentTimestamp();
 	if (!qu_claim(&r->q, te_batch_size, WK_ROUND_BYTES))
 		wk_exit_absent();
 	if (r->q.halted != NULL)
@@ -1242,12 +1299,16 @@ wk_round(void)
 			wk_exit_absent();
 		return r->q.sleep_ms;
 	}
+	wk_stage(r, WK_CLAIM);
 	wk_build(r);
+	wk_stage(r, WK_BUILD);
 
 	/* Nothing is sent before its commit is durable (and on the standbys named). */
 	if (!wk_wait_standbys(wk_flush_wal()))
 		return 0;
+	wk_stage(r, WK_DURABLE);
 	wk_pump(r);
+	wk_stage(r, WK_SEND);
 
 	/*
 	 * No answer at all: if the sidecar is not ready either, it is away,
@@ -1263,6 +1324,8 @@ wk_round(void)
 	if (!qu_record(&r->q))
 		wk_exit_absent();
 	wk_count(r);
+	wk_stage(r, WK_RECORD);
+	wk_log_round(r);
 	return r->q.more ? 0 : r->q.sleep_ms;
 }
 

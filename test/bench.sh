@@ -562,6 +562,10 @@ bench_real() {
             SELECT event FROM taskevents.pending LIMIT 1" > "$B/event.json"
     local c alone ours ratios
     c=$(q real 'SHOW taskevents.concurrency')
+    # both measured against a warm pipeline: a first drain and a first load,
+    # not counted, warm the broker's JIT and daprd's connections
+    drain real 20000 0.05
+    "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" > /dev/null
     for mode in "per request" bulk; do
         # per request: bulk = off; bulk: the default, auto, which daprd 1.18 gets
         setting bulk "$([ "$mode" = bulk ] && echo auto || echo off)"
@@ -578,24 +582,28 @@ bench_real() {
         row "real daprd + Kafka: drain 40,000 events, $mode, against daprd alone" \
             "$(echo $ratios | median) × ($(echo $ours | median) against $(echo $alone | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% })" "≥ 0.95" real
     done
-    local achieved=""
-    local hog
+    local achieved="" hog log_at rounds
+    # the worker's rounds log their stages at DEBUG1 (test/bench/rounds.py)
+    psql_ -d postgres -c 'ALTER SYSTEM SET log_min_messages = debug1' -c 'SELECT pg_reload_conf()' > /dev/null
     for mode in "per request" bulk "bulk, a CPU hog on one core"; do
         setting bulk "$([ "$mode" = "per request" ] && echo off || echo auto)"
         consumer_mark
         hog=""
+        log_at=$(stat -c %s "$B/postgresql.log")
         [[ $mode == *hog* ]] && { sh -c 'while :; do :; done' & hog=$!; }
         pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" real > "$B/real_latency.out" 2>&1
         [ -n "$hog" ] && kill "$hog"
         wait_for real 'SELECT count(*) FROM taskevents.outbox' 0
+        read -r -a rounds < <(tail -c +"$((log_at + 1))" "$B/postgresql.log" | python3 "$WORK/test/bench/rounds.py")
         EXPECT_EVENTS=$(( 2 * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/real_latency.out") ))
         consumer_events > /dev/null
         read -r n p50 p99 max k50 k99 c50 c99 < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK")
         row "real daprd + Kafka: latency commit -> consumer, 1,000 changes/s, $mode: p50 / p99 / max" \
-            "$p50 / $p99 / $max ms ($n events); stages p50 / p99: capture -> Kafka record $k50 / $k99, record -> consumer $c50 / $c99" \
+            "$p50 / $p99 / $max ms ($n events); stages p50 / p99: capture -> Kafka record $k50 / $k99, record -> consumer $c50 / $c99; the worker's ${rounds[0]} rounds p50 / p99: claim ${rounds[1]} / ${rounds[2]}, build ${rounds[3]} / ${rounds[4]}, durable ${rounds[5]} / ${rounds[6]}, send (daprd's answers) ${rounds[7]} / ${rounds[8]}, record ${rounds[9]} / ${rounds[10]}" \
             "p99 ≤ 100, max ≤ 250" real
         achieved+="$mode $(printf '%.0f' "$(tps_of "$B/real_latency.out")"), "
     done
+    psql_ -d postgres -c 'ALTER SYSTEM RESET log_min_messages' -c 'SELECT pg_reload_conf()' > /dev/null
     setting bulk DEFAULT
     note "real: daprd $("$REAL_DAPRD" --version) (test/real/lib.sh, stablecomponents) with docker/components/pubsub-kafka.yaml (producerRequiredAcks all) and Apache Kafka $KAFKA_VERSION, one KRaft node on loopback, 3 partitions per topic, on the same $(nproc) cores as PostgreSQL; drains as above, counted by a Kafka consumer (test/real/kafka/KafkaTool.java, which also parses every record with the CloudEvents SDK) instead of the fake sidecar; median of $rounds runs. Latency: pgbench -R 1000 -c 2 -j 2 for 20 s of one-INSERT transactions (changes/s achieved: ${achieved%, }), over every event: the consumer's receive time minus the CloudEvent's \"time\" (capture time, inside the transaction); where delivery falls behind the rate, latency is the backlog's age."
     real_stop_all

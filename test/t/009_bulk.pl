@@ -1,8 +1,9 @@
 # taskevents.bulk = on: Dapr's bulk publish, one request per topic with up to
-# 500 entries, each keyed by its task; per-entry failures are retried alone
-# and per-task order holds.  taskevents.bulk = auto (the default): bulk when
-# the sidecar's metadata says daprd 1.17 or later, asked again after a
-# reload and after an outage.
+# 500 entries (shared out over taskevents.concurrency requests), each keyed
+# by its task; per-entry failures are retried alone and per-task order holds.
+# taskevents.bulk = auto (the default): bulk when the sidecar's bulk publish
+# API answers (daprd 1.17 or later), asked again after a reload and after an
+# outage.
 use strict;
 use warnings;
 use FindBin;
@@ -64,6 +65,24 @@ is(join(' ', @{ $order{$slow} }), $want, 'the task whose entries failed kept its
 my %by_topic = map { ($_->{path} =~ m{/([^/]+)$})[0] => 1 } @bulk;
 is_deeply([ sort keys %by_topic ], [ 'task-events', 'task-updates' ], 'one topic per bulk request');
 is($node->safe_psql('postgres', 'SELECT retried FROM taskevents.status'), '2', 'the failed entries were retried');
+
+# The events ready are shared out so that taskevents.concurrency requests
+# are in flight: with 4, the first events of 800 tasks go as 4 requests of
+# 200 (not 500 and 300, the other two requests waiting for those tasks' next
+# events).  The round's DEBUG1 line says where its time went.
+set_delivery($node, 'off');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.concurrency = 4; SELECT pg_reload_conf();');
+$node->safe_psql('postgres', q{INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'shared out ' || i FROM generate_series(1, 800) i});
+my $seen_requests = scalar @{ $dapr->records };
+my $log_at = -s $node->logfile;
+set_delivery($node, 'on');
+wait_drained($node, 'the 800 tasks delivered');
+my @sizes = map { scalar @{ $_->{body} } } @{ $dapr->records }[ $seen_requests .. $#{ $dapr->records } ];
+is("@sizes", '200 200 200 200 200 200 200 200', 'concurrency 4: 800 tasks as 4 requests of 200, then their next events as 4 more');
+like(slurp_file($node->logfile, $log_at),
+	qr/taskevents: round of 800 changes, 8 requests: claim [\d.]+ ms, build [\d.]+ ms, durable [\d.]+ ms, send [\d.]+ ms \([\d.]+ requests in flight on average\), record [\d.]+ ms/,
+	'the round logs its stages at DEBUG1');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.concurrency; SELECT pg_reload_conf();');
 
 # A request-level error applies to every entry.
 $dapr->mode(mode => 'fail', status => 403, code => 'ERR_PUBSUB_FORBIDDEN', count => 1);
