@@ -749,7 +749,7 @@ wk_finished(WkRound *r, WkEvent *e)
 	{
 		case TE_OUTCOME_OK:
 			r->published++;
-			wk_log_outcome(DEBUG1, "published", e, e->attempt, e->req.status, "");
+			wk_log_outcome(DEBUG2, "published", e, e->attempt, e->req.status, "");
 			wk_settled(r, e);
 			break;
 		case TE_OUTCOME_PERMANENT:

@@ -582,7 +582,7 @@ bench_real() {
         row "real daprd + Kafka: drain 40,000 events, $mode, against daprd alone" \
             "$(echo $ratios | median) × ($(echo $ours | median) against $(echo $alone | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% })" "≥ 0.95" real
     done
-    local achieved="" hog log_at rounds
+    local achieved="" hog log_at stages
     # the worker's rounds log their stages at DEBUG1 (test/bench/rounds.py)
     psql_ -d postgres -c 'ALTER SYSTEM SET log_min_messages = debug1' -c 'SELECT pg_reload_conf()' > /dev/null
     for mode in "per request" bulk "bulk, a CPU hog on one core"; do
@@ -594,12 +594,12 @@ bench_real() {
         pgbench_ -R 1000 -T 20 -f "$WORK/test/bench/insert.sql" real > "$B/real_latency.out" 2>&1
         [ -n "$hog" ] && kill "$hog"
         wait_for real 'SELECT count(*) FROM taskevents.outbox' 0
-        read -r -a rounds < <(tail -c +"$((log_at + 1))" "$B/postgresql.log" | python3 "$WORK/test/bench/rounds.py")
+        read -r -a stages < <(tail -c +"$((log_at + 1))" "$B/postgresql.log" | python3 "$WORK/test/bench/rounds.py")
         EXPECT_EVENTS=$(( 2 * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/real_latency.out") ))
         consumer_events > /dev/null
         read -r n p50 p99 max k50 k99 c50 c99 < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK")
         row "real daprd + Kafka: latency commit -> consumer, 1,000 changes/s, $mode: p50 / p99 / max" \
-            "$p50 / $p99 / $max ms ($n events); stages p50 / p99: capture -> Kafka record $k50 / $k99, record -> consumer $c50 / $c99; the worker's ${rounds[0]} rounds p50 / p99: claim ${rounds[1]} / ${rounds[2]}, build ${rounds[3]} / ${rounds[4]}, durable ${rounds[5]} / ${rounds[6]}, send (daprd's answers) ${rounds[7]} / ${rounds[8]}, record ${rounds[9]} / ${rounds[10]}" \
+            "$p50 / $p99 / $max ms ($n events); stages p50 / p99: capture -> Kafka record $k50 / $k99, record -> consumer $c50 / $c99; the worker's ${stages[0]} rounds p50 / p99: claim ${stages[1]} / ${stages[2]}, build ${stages[3]} / ${stages[4]}, durable ${stages[5]} / ${stages[6]}, send (daprd's answers) ${stages[7]} / ${stages[8]}, record ${stages[9]} / ${stages[10]}" \
             "p99 ≤ 100, max ≤ 250" real
         achieved+="$mode $(printf '%.0f' "$(tps_of "$B/real_latency.out")"), "
     done
