@@ -16,6 +16,9 @@ OBJS = \
 	src/dapr.o \
 	src/queue.o \
 	src/backfill.o \
+	src/status.o \
+	src/durable.o \
+	src/round.o \
 	src/worker.o \
 	src/launcher.o
 
