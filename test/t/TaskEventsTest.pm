@@ -145,6 +145,7 @@ sub load_events
 	                 AND NOT j->'response'->'failedEntries' @> jsonb_build_array(jsonb_build_object('entryId', e.entry->'entryId'))))};
 	# every byte as it is: no quote or delimiter character occurs in JSON text
 	$node->safe_psql('postgres', qq{
+		SET client_min_messages = warning;
 		DROP TABLE IF EXISTS $table;
 		CREATE TABLE $table (topic text, part int, pos bigint, ord int, event jsonb);
 		CREATE TEMP TABLE lines (line text);
