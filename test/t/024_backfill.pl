@@ -95,6 +95,11 @@ my ($reminded, $wrong) = split /\|/, sql(qq{
 	  FROM r});
 ok($reminded > $TASKS / 10 && $wrong == 0, "tasks with a due date also get reminder.scheduled, once each ($reminded, $wrong wrong)");
 
+my $last = sql('SELECT max(id::text) FROM tasks');
+sql("DELETE FROM received WHERE event->>'subject' = '$last'");
+is((rebuild_diff($node, 'received', "backfill-$bf"))[0], sql('SELECT count(*) FROM tasks') . ' tasks: 1 missing, 0 stale, 0 resurrected or extra',
+	'(the check itself: without one task\'s events, that task is missing)');
+
 # 3. A restart in the middle: the backfill resumes where it stopped.
 my $bf2 = sql("SELECT taskevents.backfill('tasks', 'completed', rows_per_second => 2000)");
 my $want = sql('SELECT count(*) FROM tasks WHERE completed');
