@@ -2,7 +2,8 @@
 # Benchmarks (never timed assertions in tests): one throw-away server, one
 # Markdown table out, with the machine it ran on.
 #   bash test/bench.sh [capture] [keepup] [drain] [latency] [soak] [pinned] [holes] [idle] [backfill]
-#                      [real] [peer]          (none: all but real and peer)
+#                      [real] [peer]          (none: all but real and peer; backfill
+#                                             needs the real pipeline's daprd and Kafka too)
 #
 # capture  the writer's cost: the seed app's task lifecycle (insert, edit title,
 #          complete, delete as four transactions), pgbench -M prepared -c 2,
@@ -32,9 +33,10 @@
 # idle     BENCH_IDLE_SECONDS (600) with nothing to deliver: the worker's
 #          memory, CPU and wake-ups.
 # backfill BENCH_BACKFILL_ROWS (100,000) tasks published by
-#          taskevents.backfill() through the sidecar: rows/s; and the
-#          writers' latency p99 (pgbench -R 200 of the lifecycle) during the
-#          backfill against without.
+#          taskevents.backfill() through the fake sidecar, then through the
+#          real daprd and Kafka of real (below): rows/s; and the writers'
+#          latency p99 (pgbench -R 200 of the lifecycle) during the backfill
+#          against without.
 # real     (only when named) the real pipeline of test/real/lib.sh: a real
 #          daprd and Apache Kafka (built or fetched once, cached), a Kafka
 #          consumer reading every record; drain of 40,000 events per request
@@ -71,7 +73,8 @@ IDLE=${BENCH_IDLE_SECONDS:-600}
 HOLES=${BENCH_HOLES_SECONDS:-120}
 PGPORT=54330
 
-[[ " ${BENCHES[*]} " == *" real "* || " ${BENCHES[*]} " == *" peer "* ]] && PACKAGES+=(openjdk-17-jdk-headless maven)
+[[ " ${BENCHES[*]} " == *" real "* || " ${BENCHES[*]} " == *" peer "* || " ${BENCHES[*]} " == *" backfill "* ]] &&
+    PACKAGES+=(openjdk-17-jdk-headless maven)
 ensure_packages
 build_and_install
 B="$WORK/bench"
@@ -474,36 +477,49 @@ bench_holes() {
     note "holes: pgbench -R 500 of the capture lifecycle and pgbench -R 500 of test/bench/rollback.sql for $HOLES s while another session holds BEGIN; INSERT INTO tasks … open; every 10 s (second, worker CPU %, changes waiting, holes in the cursor, bytes of its row): $(tr '\n' ';' < "$B/holes.samples" | sed 's/;$//')."
 }
 
-# backfill: a table's current state published again, and what writers feel.
+# backfill: a table's current state published again, and what writers feel,
+# through the fake sidecar, then through the real daprd and Kafka.
 bench_backfill() {
-    local rows=${BENCH_BACKFILL_ROWS:-100000} t0 secs without with bf
+    local rows=${BENCH_BACKFILL_ROWS:-100000}
     say "backfill: $rows tasks published by taskevents.backfill(); writers' latency with and without"
     sidecar
-    new_db backfill taskevents
-    setting bulk auto                  # the product's default, which the sidecar has
-    new_tasks backfill "$rows"
-    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0
-    # p99 of one pgbench -l run's transactions, in ms
-    p99_of() { cat "$1".* | awk '{print $3 / 1000}' | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int(NR * 0.99)]}'; }
-    pgbench_ -R 200 -T 20 -l --log-prefix="$B/bf_without" -f "$WORK/test/bench/lifecycle.sql" backfill > /dev/null 2>&1
-    without=$(p99_of "$B/bf_without")
-    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0
-    sidecar_reset
+    backfill_run "the fake sidecar" backfill "$rows"
+    stop_sidecar
+    psql_ -d postgres -c 'DROP DATABASE backfill WITH (FORCE)'
+    real_pipeline
+    backfill_run "real daprd + Kafka" backfill_real "$rows"
+    real_stop_all
+    EVENTS_RESET=sidecar_reset EVENTS_COUNT=sidecar_events
+    note "backfill: $rows tasks inserted and delivered first; then pgbench -R 200 of the lifecycle for 20 s (-l: every transaction's latency) alone, then again while taskevents.backfill() of the whole table runs (chunks of 1,000 rows, no rate limit), timed from the call until its state is done and nothing is queued (the writers' changes come and go); the writers' latency over the 20 s, part of which may follow the backfill when it is quicker. Bulk publish (taskevents.bulk = auto, which both sidecars have). Real: daprd $("$REAL_DAPRD" --version) and Kafka $KAFKA_VERSION as in bench real (a fresh broker, 3 partitions per topic, producerRequiredAcks all); delivered means daprd answered, after Kafka's acknowledgement; a consumer reads every record meanwhile on the same cores."
+}
+
+# backfill_run WHAT DB ROWS: the backfill of ROWS tasks through WHAT (the
+# sidecar of the moment), in a new database DB; two rows of the table.
+backfill_run() {
+    local what=$1 db=$2 rows=$3 t0 secs without with bf
+    new_db "$db" taskevents
+    setting bulk auto                  # the product's default, which both sidecars have
+    new_tasks "$db" "$rows"
+    wait_for "$db" 'SELECT count(*) FROM taskevents.outbox' 0
+    pgbench_ -R 200 -T 20 -l --log-prefix="$B/${db}_without" -f "$WORK/test/bench/lifecycle.sql" "$db" > /dev/null 2>&1
+    without=$(p99_of "$B/${db}_without")
+    wait_for "$db" 'SELECT count(*) FROM taskevents.outbox' 0
     t0=$(date +%s.%N)
-    bf=$(q backfill 'SELECT taskevents.backfill()')
-    pgbench_ -R 200 -T 20 -l --log-prefix="$B/bf_with" -f "$WORK/test/bench/lifecycle.sql" backfill > /dev/null 2>&1 &
-    wait_for backfill "SELECT state FROM taskevents.backfill_progress WHERE id = $bf" done
-    wait_for backfill 'SELECT count(*) FROM taskevents.outbox' 0   # the writers' changes come and go
+    bf=$(q "$db" 'SELECT taskevents.backfill()')
+    pgbench_ -R 200 -T 20 -l --log-prefix="$B/${db}_with" -f "$WORK/test/bench/lifecycle.sql" "$db" > /dev/null 2>&1 &
+    wait_for "$db" "SELECT state FROM taskevents.backfill_progress WHERE id = $bf" done
+    wait_for "$db" 'SELECT count(*) FROM taskevents.outbox' 0   # the writers' changes come and go
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
     wait $!
-    with=$(p99_of "$B/bf_with")
-    stop_sidecar
+    with=$(p99_of "$B/${db}_with")
     setting bulk DEFAULT
-    row "backfill: $rows tasks through the fake sidecar (bulk)" \
+    row "backfill: $rows tasks through $what (bulk)" \
         "$(awk -v n="$rows" -v s="$secs" 'BEGIN {printf "%.0f", n / s}') rows/s ($secs s, writers running)" "measured" backfill
-    row "backfill: writers' latency p99, 200 lifecycles/s, without / during a backfill" "$without / $with ms" "close" backfill
-    note "backfill: $rows tasks inserted and delivered first; then pgbench -R 200 of the lifecycle for 20 s (-l: every transaction's latency) alone, then again while taskevents.backfill() of the whole table runs (chunks of 1,000 rows, no rate limit), timed from the call until its state is done and nothing is queued (the writers' changes come and go); the writers' latency over the 20 s, part of which may follow the backfill when it is quicker."
+    row "backfill through $what: writers' latency p99, 200 lifecycles/s, without / during a backfill" "$without / $with ms" "close" backfill
 }
+
+# p99_of PREFIX: the p99 of the transactions of a pgbench -l run, in ms.
+p99_of() { cat "$1".* | awk '{print $3 / 1000}' | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int(NR * 0.99)]}'; }
 
 # idle: nothing to deliver for a while: what the worker costs.
 bench_idle() {

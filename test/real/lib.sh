@@ -150,35 +150,46 @@ real_start_kafka() {
         { cat "$dir/topics.log" >&2; return 1; }
 }
 
-# real_start_daprd DIR [daprd options]: daprd as users run it beside
-# PostgreSQL, with docker/components/pubsub-kafka.yaml pointed at the local
-# broker and docker/components/config.yaml (plus name resolution that sends
-# nothing), HTTP API on loopback, no metrics server.  Sets DAPRD_PID and
-# DAPRD_PORT once it answers /v1.0/healthz.
-real_start_daprd() {
-    local dir=$1 top
-    shift
-    top=$(cd "$REAL_DIR/../.." && pwd)
+# real_daprd DIR APP_ID COMPONENT [daprd options]: daprd as users run it
+# beside PostgreSQL, with the pub/sub component COMPONENT pointed at the
+# local broker (in DIR/components, beside what is already there) and
+# docker/components/config.yaml (plus name resolution that sends nothing),
+# its APIs on loopback, no metrics server.  Sets REAL_DAPRD_PID and
+# REAL_DAPRD_PORT once it answers /v1.0/healthz.
+real_daprd() {
+    local dir=$1 app=$2 component=$3
+    shift 3
+    REAL_DAPRD_PID= REAL_DAPRD_PORT=
     mkdir -p "$dir/components"
-    grep -q '^\s*value: "kafka:9092"$' "$top/docker/components/pubsub-kafka.yaml" ||
-        { echo "docker/components/pubsub-kafka.yaml: no brokers value \"kafka:9092\"" >&2; return 1; }
-    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" \
-        "$top/docker/components/pubsub-kafka.yaml" > "$dir/components/pubsub-kafka.yaml"
-    { cat "$top/docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
-    DAPRD_PORT=$(real_free_port)
-    "$REAL_DAPRD" --app-id taskevents-db --resources-path "$dir/components" --config "$dir/config.yaml" \
-        --dapr-http-port "$DAPRD_PORT" --dapr-grpc-port "$(real_free_port)" \
+    grep -q '^\s*value: "kafka:9092"$' "$component" ||
+        { echo "$component: no brokers value \"kafka:9092\"" >&2; return 1; }
+    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" "$component" > "$dir/components/pubsub-kafka.yaml"
+    { cat "$REAL_DIR/../../docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
+    REAL_DAPRD_PORT=$(real_free_port)
+    "$REAL_DAPRD" --app-id "$app" --resources-path "$dir/components" --config "$dir/config.yaml" \
+        --dapr-http-port "$REAL_DAPRD_PORT" --dapr-grpc-port "$(real_free_port)" \
         --dapr-internal-grpc-port "$(real_free_port)" --dapr-listen-addresses 127.0.0.1 \
         --dapr-internal-grpc-listen-address 127.0.0.1 --enable-metrics=false \
-        --metrics-listen-address 127.0.0.1 --max-body-size 4Mi --log-level info "$@" > "$dir/daprd.log" 2>&1 &
-    DAPRD_PID=$!
+        --metrics-listen-address 127.0.0.1 --log-level info "$@" > "$dir/daprd.log" 2>&1 &
+    REAL_DAPRD_PID=$!
     for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DAPRD_PORT/v1.0/healthz")" = 204 ] && return 0
-        kill -0 "$DAPRD_PID" 2>/dev/null || break
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$REAL_DAPRD_PORT/v1.0/healthz")" = 204 ] && return 0
+        kill -0 "$REAL_DAPRD_PID" 2>/dev/null || break
         sleep 0.1
     done
     tail -n 20 "$dir/daprd.log" >&2
     return 1
+}
+
+# real_start_daprd DIR [daprd options]: the daprd taskevents publishes to
+# (app id taskevents-db, docker/components/pubsub-kafka.yaml, daprd's
+# default body limit).  Sets DAPRD_PID and DAPRD_PORT once it answers.
+real_start_daprd() {
+    local dir=$1 ok=0
+    shift
+    real_daprd "$dir" taskevents-db "$REAL_DIR/../../docker/components/pubsub-kafka.yaml" --max-body-size 4Mi "$@" || ok=$?
+    DAPRD_PID=$REAL_DAPRD_PID DAPRD_PORT=$REAL_DAPRD_PORT
+    return $ok
 }
 
 # real_start_consumer DIR: KafkaTool consume of the three topics into
@@ -205,31 +216,17 @@ real_start_consumer() {
 # subscriptions and pub/sub component.  Sets SUBSCRIBER_PID and
 # SUBDAPRD_PID once daprd answers /v1.0/healthz.
 real_start_subscriber() {
-    local dir=$1 sub app_port port
+    local dir=$1 sub app_port ok=0
     sub="$REAL_DIR/subscriber"
     mkdir -p "$dir/components"
     app_port=$(real_free_port)
     : > "$dir/deliveries.jsonl"
     python3 "$sub/app.py" "$app_port" "$dir/deliveries.jsonl" > "$dir/app.log" 2>&1 &
     SUBSCRIBER_PID=$!
-    sed "s|^\(\s*value: \)\"kafka:9092\"$|\1\"$KAFKA_BOOTSTRAP\"|" "$sub/pubsub-kafka.yaml" > "$dir/components/pubsub-kafka.yaml"
     cp "$sub/subscription.yaml" "$dir/components/"
-    { cat "$REAL_DIR/../../docker/components/config.yaml"; printf '  nameResolution:\n    component: kubernetes\n'; } > "$dir/config.yaml"
-    port=$(real_free_port)
-    "$REAL_DAPRD" --app-id taskevents-consumer --app-port "$app_port" --app-protocol http \
-        --resources-path "$dir/components" --config "$dir/config.yaml" \
-        --dapr-http-port "$port" --dapr-grpc-port "$(real_free_port)" \
-        --dapr-internal-grpc-port "$(real_free_port)" --dapr-listen-addresses 127.0.0.1 \
-        --dapr-internal-grpc-listen-address 127.0.0.1 --enable-metrics=false \
-        --metrics-listen-address 127.0.0.1 --log-level info > "$dir/daprd.log" 2>&1 &
-    SUBDAPRD_PID=$!
-    for _ in $(seq 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1.0/healthz")" = 204 ] && return 0
-        kill -0 "$SUBDAPRD_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$dir/daprd.log" >&2
-    return 1
+    real_daprd "$dir" taskevents-consumer "$sub/pubsub-kafka.yaml" --app-port "$app_port" --app-protocol http || ok=$?
+    SUBDAPRD_PID=$REAL_DAPRD_PID
+    return $ok
 }
 
 # Stop what real_start_* started (each by its process id), consumers first.

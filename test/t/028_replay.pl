@@ -20,9 +20,7 @@ my $TASKS = 200;
 my $json = JSON::PP->new->canonical;
 my $dapr = start_sidecar();
 my $node = new_node('replay', port => $dapr->port, conf => "taskevents.retention = '1h'\n");
-$node->safe_psql('postgres', tasks_ddl() . q{
-	CREATE FUNCTION te_id(i int) RETURNS uuid LANGUAGE sql IMMUTABLE
-	    AS $$ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid $$;
+$node->safe_psql('postgres', tasks_ddl() . te_id_ddl() . q{
 	CREATE EXTENSION taskevents;
 	CREATE ROLE app LOGIN;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON tasks TO app;});

@@ -18,7 +18,8 @@ use Test::More;
 use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl session cursor_holes set_delivery rolled_back_inserts);
+our @EXPORT = qw(new_node start_sidecar wait_until wait_drained delivered_events tasks_ddl te_id_ddl load_events
+  rebuild_diff session cursor_holes set_delivery rolled_back_inserts);
 
 our $TOP = abs_path(dirname(__FILE__) . '/../..');
 
@@ -26,6 +27,15 @@ our $TOP = abs_path(dirname(__FILE__) . '/../..');
 sub tasks_ddl
 {
 	return PostgreSQL::Test::Utils::slurp_file("$TOP/test/tasks.sql");
+}
+
+# te_id(i): the id of task number i, for tests that number their tasks
+# 1..n (test/bench/backfill_writer.sql writes tasks by their number).
+sub te_id_ddl
+{
+	return q{CREATE FUNCTION te_id(i int) RETURNS uuid LANGUAGE sql IMMUTABLE
+	    AS $$ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid $$;
+	};
 }
 
 # A started node with taskevents preloaded (the settings of the Docker image,
@@ -109,6 +119,73 @@ sub delivered_events
 		push @ok, $r if $r->{status} >= 200 && $r->{status} < 300;
 	}
 	return \@ok;
+}
+
+# The events a consumer received, loaded into a new table of the node's
+# database for SQL to check: $table (topic, part, pos, ord, event jsonb),
+# each partition's events in (pos, ord) order.  kind "fakedapr": the events
+# the fake sidecar accepted ($file: its --record file), one partition in
+# arrival order, a bulk request's entries in their order less those its
+# answer lists as failed; kind "kafka": KafkaTool's records ($file), by
+# partition and offset.  Read by the server (COPY): the files must be
+# complete, e.g. after wait_drained.
+sub load_events
+{
+	my ($node, $table, $kind, $file) = @_;
+	my $rows = $kind eq 'kafka'
+	  ? q{SELECT j->>'topic', (j->>'partition')::int, (j->>'offset')::bigint, 0, (j->>'value')::jsonb FROM r}
+	  : q{SELECT substring(j->>'path' from '[^/]+$'), 0, (j->>'n')::bigint, 0, j->'body' FROM r
+	       WHERE j->>'path' !~ '^/v1\.0/publish/bulk/' AND (j->>'status')::int BETWEEN 200 AND 299
+	     UNION ALL
+	     SELECT substring(j->>'path' from '[^/]+$'), 0, (j->>'n')::bigint, e.ord::int, e.entry->'event'
+	       FROM r CROSS JOIN LATERAL jsonb_array_elements(j->'body') WITH ORDINALITY e(entry, ord)
+	      WHERE j->>'path' ~ '^/v1\.0/publish/bulk/' AND jsonb_typeof(j->'body') = 'array'
+	        AND ((j->>'status')::int BETWEEN 200 AND 299
+	             OR (j->'response' ? 'failedEntries'
+	                 AND NOT j->'response'->'failedEntries' @> jsonb_build_array(jsonb_build_object('entryId', e.entry->'entryId'))))};
+	# every byte as it is: no quote or delimiter character occurs in JSON text
+	$node->safe_psql('postgres', qq{
+		SET client_min_messages = warning;
+		DROP TABLE IF EXISTS $table;
+		CREATE TABLE $table (topic text, part int, pos bigint, ord int, event jsonb);
+		CREATE TEMP TABLE lines (line text);
+		COPY lines FROM '$file' WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02');
+		INSERT INTO $table WITH r AS (SELECT line::jsonb AS j FROM lines) $rows;
+		ANALYZE $table;});
+}
+
+# A consumer's rebuild of the table tasks from the events of load_events()'s
+# $table: each partition of task-events read from the first event with the
+# trace id $from (a backfill's: "backfill-<id>") on, each task's last task.*
+# event applied as it is (task.deleted: the task is gone), compared with the
+# table's id, user_id, title and completed.  Returns "N tasks: M missing, S
+# stale, E resurrected or extra" (N: the table's) and, when any differ, a few
+# of them.
+sub rebuild_diff
+{
+	my ($node, $table, $from) = @_;
+	my $cmp = qq{
+		WITH ev AS (SELECT part, pos, ord, event FROM $table WHERE topic = 'task-events'),
+		start AS (SELECT DISTINCT ON (part) part, pos, ord FROM ev
+		           WHERE event->>'traceid' = '$from' ORDER BY part, pos, ord),
+		last AS (SELECT DISTINCT ON (ev.event->'data'->>'task_id') ev.event
+		           FROM ev JOIN start s ON s.part = ev.part AND (ev.pos, ev.ord) >= (s.pos, s.ord)
+		          WHERE ev.event->>'type' LIKE 'task.%'
+		          ORDER BY ev.event->'data'->>'task_id', ev.pos DESC, ev.ord DESC),
+		rebuilt AS (SELECT (event->'data'->>'task_id')::uuid AS id, (event->'data'->>'user_id')::uuid AS user_id,
+		                   event->'data'->>'title' AS title, (event->'data'->>'completed')::boolean AS completed
+		              FROM last WHERE event->>'type' <> 'task.deleted'),
+		cmp AS (SELECT coalesce(t.id, r.id) AS id, CASE WHEN r.id IS NULL THEN 'missing' WHEN t.id IS NULL THEN 'extra'
+		               WHEN (t.user_id, t.title, t.completed) IS DISTINCT FROM (r.user_id, r.title, r.completed) THEN 'stale' END AS what,
+		               t AS in_table, r AS rebuilt
+		          FROM tasks t FULL JOIN rebuilt r ON r.id = t.id)};
+	my $summary = $node->safe_psql('postgres', qq{$cmp
+		SELECT count(*) FILTER (WHERE what IS DISTINCT FROM 'extra') || ' tasks: ' || count(*) FILTER (WHERE what = 'missing') || ' missing, '
+		       || count(*) FILTER (WHERE what = 'stale') || ' stale, '
+		       || count(*) FILTER (WHERE what = 'extra') || ' resurrected or extra' FROM cmp});
+	my $examples = $summary =~ /: 0 missing, 0 stale, 0 resurrected/ ? ''
+	  : $node->safe_psql('postgres', "$cmp SELECT what, id, in_table, rebuilt FROM cmp WHERE what IS NOT NULL LIMIT 5");
+	return ($summary, $examples);
 }
 
 # How many numbers the holes of the queue's cursor hold (taskevents.tick).
@@ -286,6 +363,7 @@ sub _launch
 }
 
 sub port { $_[0]{port} }
+sub record_file { $_[0]{record} }
 
 # Stop the process, and start it again on the same port (a sidecar restart).
 sub stop

@@ -466,6 +466,9 @@ package RealConsumer;
 
 use JSON::PP;
 
+# The file of its records (one JSON line per record).
+sub file { $_[0]{file} }
+
 # Every record read so far, in the order read, each with its value parsed
 # (value_json) and, when the SDK read it, the event's data parsed (ce_data).
 # Lines are parsed once: each call reads only what was added since the last.
