@@ -23,10 +23,12 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = -lcurl
 
-# pg_regress: SQL-visible behaviour, on a throw-away instance without the
-# worker (capture only), so the outbox stays exactly as the tests wrote it.
+# pg_regress (test/regress/sql, expected/): SQL-visible behaviour, on a
+# throw-away instance without the worker (capture only), so the outbox stays
+# exactly as the tests wrote it.
 REGRESS = install capture events truncate attach privileges preview values
-REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(srcdir)/test/regress.conf
+REGRESS_OPTS = --inputdir=$(srcdir)/test/regress --temp-instance=$(CURDIR)/tmp_regress \
+	--temp-config=$(srcdir)/test/regress.conf
 
 # TAP: the worker, faults, restarts and crashes.
 TAP_TESTS = 1
