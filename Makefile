@@ -26,17 +26,25 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = -lcurl
 
-# pg_regress: SQL-visible behaviour, on a throw-away instance without the
-# worker (capture only), so the outbox stays exactly as the tests wrote it.
+# pg_regress (test/regress/sql, expected/): SQL-visible behaviour, on a
+# throw-away instance without the worker (capture only), so the outbox stays
+# exactly as the tests wrote it.
 REGRESS = install capture events truncate attach privileges preview values
-REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_regress --temp-config=$(srcdir)/test/regress.conf
+REGRESS_OPTS = --inputdir=$(srcdir)/test/regress --temp-instance=$(CURDIR)/tmp_regress \
+	--temp-config=$(srcdir)/test/regress.conf
+
+# Isolation (test/isolation/specs, expected/): races between sessions, each
+# interleaving spelled out, on the same kind of instance.
+ISOLATION = truncate attach backfill replay
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --temp-instance=$(CURDIR)/tmp_isolation \
+	--temp-config=$(srcdir)/test/regress.conf
 
 # TAP: the worker, faults, restarts and crashes.
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 PROVE_FLAGS = --timer
 
-EXTRA_CLEAN = tmp_regress tmp_check
+EXTRA_CLEAN = tmp_regress tmp_isolation tmp_check
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

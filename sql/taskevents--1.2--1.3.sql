@@ -113,3 +113,25 @@ $$;
 
 REVOKE ALL ON FUNCTION taskevents._requeue(taskevents.queue),
     taskevents.replay(timestamptz, bigint) FROM PUBLIC;
+
+-- detach() (and attach(), which calls it first) locks the table before it
+-- looks at its triggers: a call waits for another one in flight and then
+-- sees what it committed, instead of failing on a trigger that appeared
+-- or vanished meanwhile.  The lock is the one CREATE TRIGGER takes; it
+-- also waits for the table's writers in flight.
+CREATE OR REPLACE FUNCTION taskevents.detach(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+    tg name;
+BEGIN
+    IF tbl IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    FOR tg IN SELECT tgname FROM pg_trigger WHERE tgrelid = tbl
+                 AND tgname IN ('taskevents_capture', 'taskevents_capture_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', tg, tbl);
+    END LOOP;
+END
+$$;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The mutation check: plants each bug of test/mutants.txt in a clean copy of
 # src/, one at a time, builds it and runs the tests listed as expected to
-# kill it (pg_regress files and TAP files, the fastest first), stopping at
+# kill it (pg_regress, isolation and TAP files, the fastest first), stopping at
 # the first failure.  A mutant is killed when a test fails, survives when
 # all pass.  Prints one line per mutant and the totals; exits 1 when one
 # survived or did not build.  On PostgreSQL 15 (the host's), as the test
@@ -101,16 +101,16 @@ for m in "${MUTANTS[@]}"; do
         outcome="does not build"
     else
         for t in $tests; do
-            rm -rf tmp_check tmp_regress
-            if [[ $t == regress:* ]]; then
-                as_user make -s installcheck TAP_TESTS= REGRESS="${t#regress:}" >"logs/$id.$$.log" 2>&1
-            else
-                as_user make -s installcheck REGRESS= PROVE_TESTS="test/$t" >"logs/$id.$$.log" 2>&1
-            fi
+            rm -rf tmp_check tmp_regress tmp_isolation output_iso
+            case $t in
+            regress:*) as_user make -s installcheck TAP_TESTS= ISOLATION= REGRESS="${t#regress:}" ;;
+            isolation:*) as_user make -s installcheck TAP_TESTS= REGRESS= ISOLATION="${t#isolation:}" ;;
+            *) as_user make -s installcheck REGRESS= ISOLATION= PROVE_TESTS="test/$t" ;;
+            esac >"logs/$id.$$.log" 2>&1
             rc=$?
             mv "logs/$id.$$.log" "logs/$id.${t//[:\/]/_}.log"
             if [ $rc -ne 0 ]; then
-                for f in tmp_check/log/regress_log_* regression.diffs; do
+                for f in tmp_check/log/regress_log_* regression.diffs output_iso/regression.diffs; do
                     [ -f "$f" ] && cp "$f" "logs/$id.$(basename "$f")"
                 done
                 outcome="killed" by=$t

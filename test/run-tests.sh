@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: the fake sidecar's self-test, the deployment files' checks,
-# the consumer's contract (schema/), pg_regress (SQL-visible behaviour) and
-# the TAP tests (worker, faults, restarts, crashes; each event they deliver
-# checked against schema/), the servers run by an unprivileged user, on every
+# the consumer's contract (schema/), pg_regress (SQL-visible behaviour),
+# the isolation specs (races between sessions, each interleaving spelled
+# out) and the TAP tests (worker, faults, restarts, crashes; each event
+# they deliver checked against schema/), the servers run by an unprivileged user, on every
 # supported PostgreSQL: 15 on the host, 17 and 18 in cached Debian chroots
 # (test/pgversions.sh).  Ends with one summary line per version.  Installs
 # what is missing on a fresh Debian 12 machine.
@@ -84,15 +85,20 @@ if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ]; then
     run_suite contract bash test/contract/run.sh || true
 fi
 
-# pg_regress and TAP one after the other, so that a pg_regress failure
-# still lets the TAP tests run (make installcheck would stop there).
+# pg_regress, isolation and TAP one after the other, so that a failure of
+# one still lets the others run (make installcheck would stop there).
 echo "== pg_regress"
-if ! run_suite pg_regress as_user make -s installcheck TAP_TESTS=; then
+if ! run_suite pg_regress as_user make -s installcheck TAP_TESTS= ISOLATION=; then
     for f in regression.diffs; do [ -f "$f" ] && cat "$f"; done
 fi
 
+echo "== isolation"
+if ! run_suite isolation as_user make -s installcheck TAP_TESTS= REGRESS=; then
+    for f in output_iso/regression.diffs; do [ -f "$f" ] && cat "$f"; done
+fi
+
 echo "== TAP"
-if ! run_suite TAP as_user make -s installcheck REGRESS=; then
+if ! run_suite TAP as_user make -s installcheck REGRESS= ISOLATION=; then
     # The log of every script with a failed test or listed by prove as
     # failed (one that died before its first test has no "not ok").
     for f in tmp_check/log/regress_log_*; do
@@ -119,8 +125,8 @@ if [ "$PG_MAJOR" = "${TASKEVENTS_HOST_MAJOR:-$PG_MAJOR}" ] || [ "$PG_MAJOR" = "$
 fi
 
 # One line for this version: each suite's own count, read from its output
-# ("N passed, M failed"; pg_regress's "All N tests passed." or "M of N
-# tests failed."; prove's "Files=F, Tests=N" less its "Failed: M", and
+# ("N passed, M failed"; pg_regress's and the isolation tester's "All N
+# tests passed." or "M of N tests failed."; prove's "Files=F, Tests=N" less its "Failed: M", and
 # how many of its scripts failed).
 counts() {
     python3 - "$@" <<'PY'

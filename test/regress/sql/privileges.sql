@@ -22,7 +22,7 @@ SELECT taskevents.backfill();
 SELECT taskevents.backfill_cancel();
 SELECT count(*) FROM taskevents.backfill_progress;
 SELECT taskevents.replay(from_seq => 1);
--- PostgreSQL 16+ words these errors differently, with a DETAIL: expected/privileges_1.out
+-- PostgreSQL 16+ words these errors differently, with a DETAIL: test/regress/expected/privileges_1.out
 SHOW taskevents.host;
 SHOW taskevents.port;
 SHOW taskevents.api_token_file;
