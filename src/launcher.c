@@ -80,6 +80,7 @@ static List *ln_absent = NIL;	/* databases without the extension */
 static List *ln_reported = NIL; /* databases already reported (invalid, no slot) */
 static List *ln_invalid = NIL;	/* databases found invalid, not reported yet */
 static bool ln_worker_died = false; /* since pg_database was last read */
+static TimestampTz ln_reprobed = 0; /* when ln_absent was last forgotten */
 
 /* Log a line about a database once per launcher lifetime. */
 static bool
@@ -220,13 +221,17 @@ ln_running(int i)
 	return false;
 }
 
-/* Give a slot back. */
+/*
+ * Give a slot back.  A database whose worker found no extension is left
+ * alone until the next reprobe, unless a reprobe came since that worker
+ * started: it may have looked just before CREATE EXTENSION committed.
+ */
 static void
 ln_free_slot(int i)
 {
 	TeDbSlot   *slot = &te_shared->slots[i];
 
-	if (slot->absent)
+	if (slot->absent && ln_workers[i].started > ln_reprobed)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -251,6 +256,7 @@ ln_reconcile(List *dbs)
 		list_free(ln_absent);
 		ln_absent = NIL;
 		te_shared->reprobe = false;
+		ln_reprobed = now;
 	}
 
 	/* Free the slots of databases that lack the extension or are gone. */
