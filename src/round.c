@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
@@ -299,7 +300,10 @@ rd_build_resend(RdRound *r, QuResend *d, HTAB *tails)
 /*
  * Build every event of the round: changes in sequence order, each task's
  * events chained in that order.  A change whose events cannot be built (an
- * error, say out of memory) becomes dead letters; the others go on.
+ * error, say out of memory) becomes dead letters; the others go on.  No
+ * transaction is open (the claim committed), so building holds no lock, pin
+ * or buffer an error could leave behind, and what it allocated is the
+ * round's memory: catching its error needs no abort.
  */
 void
 rd_build(RdRound *r)
@@ -308,6 +312,8 @@ rd_build(RdRound *r)
 	HTAB	   *tails;
 	int			cap = r->q.nchanges * TE_MAX_EVENTS + r->q.nresends + 1;
 	MemoryContext cxt = CurrentMemoryContext;
+
+	Assert(!IsTransactionState());
 
 	for (int q = 0; q < RD_NQUEUES; q++)
 		r->ready[q].items = palloc(sizeof(RdEvent *) * cap);

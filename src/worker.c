@@ -44,7 +44,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -441,22 +443,32 @@ wk_step(void)
 	return sleep_ms;
 }
 
-/* After an ERROR inside a step: report it, clean up, carry on. */
+/*
+ * After an ERROR inside a step: report it, clean up, carry on; shaped like
+ * the error paths of bgwriter.c and autovacuum.c.  Interrupts are held
+ * while cleaning up; what a transaction would release is released here too,
+ * for an error raised with none open (in the send, say).
+ */
 static void
 wk_recover(void)
 {
 	ErrorData  *edata;
 
+	HOLD_INTERRUPTS();
 	MemoryContextSwitchTo(wk_cxt);	/* reset before the next step */
 	edata = CopyErrorData();
 	EmitErrorReport();
 	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	pgstat_report_wait_end();
 	FlushErrorState();
 	te_dapr_abort_all();
 	wk_held = NULL;
 	MemoryContextSwitchTo(wk_cxt);
 	st_set_error(edata->message);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
 }
 
 /* Entry point of a database's delivery worker. */
@@ -487,6 +499,7 @@ taskevents_worker_main(Datum arg)
 		if (wk_held == NULL)
 			MemoryContextReset(wk_cxt);
 		ResetLatch(MyLatch);
+		(void) te_dapr_woken();
 		st_check_alive();
 		wk_reload();
 
@@ -509,10 +522,9 @@ taskevents_worker_main(Datum arg)
 		 * fewer and larger rounds cost the worker less per event.
 		 */
 		if (wk_sent && sleep_ms > 0)
-			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(sleep_ms, WK_GATHER_MS), PG_WAIT_EXTENSION);
-		if (sleep_ms > 0)
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 sleep_ms, PG_WAIT_EXTENSION);
+			pg_usleep(Min(sleep_ms, WK_GATHER_MS) * 1000L);
+		/* a commit, a reload or a signal during the step: no sleep */
+		if (sleep_ms > 0 && !te_dapr_woken())
+			(void) te_dapr_wait(NULL, 0, sleep_ms);
 	}
 }
