@@ -9,6 +9,7 @@
 #
 #   bash test/run-tests.sh                                  every version
 #   TASKEVENTS_PG_VERSIONS="15 18" bash test/run-tests.sh   only these
+# shellcheck source=test/setup.sh
 source "$(dirname "$0")/setup.sh"
 
 # --- once per version ---------------------------------------------------------
@@ -88,7 +89,7 @@ fi
 # still lets the TAP tests run (make installcheck would stop there).
 echo "== pg_regress"
 if ! run_suite pg_regress as_user make -s installcheck TAP_TESTS=; then
-    for f in regression.diffs; do [ -f "$f" ] && cat "$f"; done
+    if [ -f regression.diffs ]; then cat regression.diffs; fi
 fi
 
 echo "== TAP"
@@ -160,10 +161,12 @@ result="ok"
 line="PostgreSQL $version ($(. /etc/os-release && echo "Debian $VERSION_CODENAME")): $(counts "${suites[@]}"): $result"
 [ -n "${TASKEVENTS_SUMMARY:-}" ] && echo "$line" >"$TASKEVENTS_SUMMARY"
 
+# shellcheck disable=SC2031 # WORK: build_and_install's, in this shell
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED: ${failed[*]} (the build and its logs stay in $WORK)"
     exit 1
 fi
 cd /
+# shellcheck disable=SC2031 # WORK: build_and_install's, in this shell
 as_root rm -rf "$WORK"
 echo "all test suites passed on PostgreSQL $version"

@@ -55,6 +55,7 @@ source "$TOP/test/real/lib.sh"
 # test command tests (TASKEVENTS_PG_VERSIONS, every supported one by default)
 # and always the Dockerfile's default.
 dockerfile_default=$(sed -n 's/^ARG PG_MAJOR=\([0-9]*\)$/\1/p' "$TOP/docker/Dockerfile")
+# shellcheck disable=SC2086 # one version a word, one a line for sort
 read -r -a majors <<<"${*:-${TASKEVENTS_IMAGE_MAJORS:-$(printf '%s\n' ${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}} \
 	$dockerfile_default | sort -nu | xargs)}}"
 passed=0
@@ -85,10 +86,11 @@ BR=("${B[@]}" run --isolation chroot)
 tmp=$(mktemp -d /tmp/taskevents-image.XXXXXX)
 chmod 755 "$tmp"
 containers=()
+# shellcheck disable=SC2317 # run by the trap below
 cleanup() {
 	local c
-	[ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null || true
-	[ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+	if [ -n "${server_pid:-}" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+	if [ -n "${SIDECAR_PID:-}" ]; then kill "$SIDECAR_PID" 2>/dev/null || true; fi
 	real_stop_all
 	for c in "${containers[@]}"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
