@@ -16,8 +16,8 @@
 #   ShellCheck (Debian)         every shell script
 #
 # The PyPI tools (docker/requirements.txt) are installed once into
-# ${TASKEVENTS_CACHE:-~/.cache/taskevents}/lint-<hash>, the Debian ones by
-# test/setup.sh (HOST_PACKAGES) or here.  Each check prints "ok", "FAIL" or
+# ${TASKEVENTS_CACHE:-~/.cache/taskevents}/lint-<hash>, the Debian ones as
+# test/setup.sh's HOST_PACKAGES.  Each check prints "ok", "FAIL" or
 # "skip" and one line; the last line is "N passed, M failed".
 #
 # What the image does when built and run is test/docker/run.sh's; the compose
@@ -48,12 +48,10 @@ check() {
 	fi
 }
 
-# The tools: Debian's, installed if missing (as root), and PyPI's in the cache.
-PACKAGES=(shellcheck yamllint python3-pip)
-if ! command -v shellcheck >/dev/null || ! command -v yamllint >/dev/null ||
-	! python3 -m pip --version >/dev/null 2>&1; then
-	ensure_packages
-fi
+# The tools: Debian's (HOST_PACKAGES), installed if missing, and PyPI's in
+# the cache.
+PACKAGES=()
+ensure_packages
 lib=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}/lint-$(sha256sum "$here/requirements.txt" | cut -c1-12)
 mkdir -p "$(dirname "$lib")"
 (

@@ -24,7 +24,9 @@ read -r -a PACKAGES <<<"$(packages_for "$PG_MAJOR")"
 # Packages of toolchains (a JDK, Maven, Go) that a suite needs on the host
 # only: test/pgversions.sh lends the host's to the chroots of 17 and 18, so
 # inside a chroot ensure_packages leaves them, and anything of theirs, out.
-HOST_PACKAGES=()
+# The linters of docker/validate.sh (run on the host only) are here too;
+# pip installs its PyPI validators (docker/requirements.txt).
+HOST_PACKAGES=(shellcheck yamllint python3-pip)
 
 # Run a command as root (we may already be root).
 as_root() {
