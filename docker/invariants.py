@@ -99,14 +99,6 @@ def conf_default(name):
     raise AssertionError(f"{name} not in postgresql.taskevents.conf")
 
 
-@check("postgresql.taskevents.conf preloads taskevents")
-def _():
-    vals = [v for active, n, v in conf_lines() if active and n == "shared_preload_libraries"]
-    need(len(vals) == 1, f"expected one active shared_preload_libraries line, found {len(vals)}")
-    libs = [x.strip() for x in vals[0].strip("'").split(",")]
-    need("taskevents" in libs, f"shared_preload_libraries = {vals[0]}")
-
-
 @check("postgresql.taskevents.conf sets nothing but shared_preload_libraries and taskevents.* (test-safe)")
 def _():
     text = read("postgresql.taskevents.conf")
@@ -209,27 +201,6 @@ def _():
         need(len(st) >= 2, f"{len(st)} stage(s)")
         for what, image in (("build", st[0][0]), ("final", st[-1][0])):
             need(official_image_major(image) == v, f"--build-arg PG_MAJOR={v}: {what} stage FROM {image}")
-
-
-# --- init script ----------------------------------------------------------------
-@check("initdb/10-taskevents.sql creates the task table, then the extension")
-def _():
-    sql = re.sub(r"--[^\n]*", "", read("initdb", "10-taskevents.sql"))
-    m = re.search(r"CREATE TABLE (IF NOT EXISTS )?tasks\s*\((.*?)\);", sql, re.S | re.I)
-    need(m, "no CREATE TABLE tasks")
-    cols = {}
-    for part in m.group(2).split(","):
-        w = part.split()
-        if w:
-            cols[w[0].lower()] = " ".join(w[1:]).lower()
-    want = {"id": "uuid", "user_id": "uuid", "title": "text", "completed": "boolean",
-            "due_date": "timestamptz", "created_at": "timestamptz", "updated_at": "timestamptz"}
-    for c, t in want.items():
-        need(c in cols and cols[c].startswith(t), f"column {c} {t}: got {cols.get(c)}")
-    need("primary key" in cols["id"], "id is not the primary key")
-    e = re.search(r"CREATE EXTENSION (IF NOT EXISTS )?taskevents", sql, re.I)
-    need(e, "no CREATE EXTENSION taskevents")
-    need(e.start() > m.start(), "CREATE EXTENSION comes before CREATE TABLE tasks")
 
 
 # --- compose ------------------------------------------------------------------
@@ -373,9 +344,6 @@ def _():
     for s in scripts:
         host = [os.path.join(D, m[0], os.path.relpath(s, m[1])) for m in mounts if s.startswith(m[1] + "/")]
         need(host and os.path.exists(os.path.normpath(host[0])), f"{s} not found on the host")
-    body = read("writer", "lifecycle.sh")
-    for verb in ("INSERT INTO tasks", "UPDATE tasks SET title", "due_date", "completed = true", "DELETE FROM tasks"):
-        need(verb in body, f"lifecycle lacks {verb!r}")
 
 
 @check("compose: kafka-init creates the three topics the settings name")
