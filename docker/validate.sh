@@ -52,7 +52,8 @@ check() {
 # the cache.
 PACKAGES=()
 ensure_packages
-lib=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}/lint-$(sha256sum "$here/requirements.txt" | cut -c1-12)
+# (keyed on the list and the Python: rpds-py, a dependency, is built per version)
+lib=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}/lint-$({ cat "$here/requirements.txt"; python3 -V; } | sha256sum | cut -c1-12)
 mkdir -p "$(dirname "$lib")"
 (
 	flock 9
