@@ -212,8 +212,7 @@ DPKG
     fi
 
     echo "== installing into the chroot: $(packages_for "$major")"
-    # shellcheck disable=SC2046
-    # shellcheck disable=SC2016 # expanded by the chroot's bash
+    # shellcheck disable=SC2046,SC2016 # $1 expanded (and split) by the chroot's bash
     if ! pgv_retry 3 pgv_enter "$dir" bare / env DEBIAN_FRONTEND=noninteractive bash -c '
             apt-get update -qq && apt-get install -y -qq $1 && apt-get clean' pgv "$(packages_for "$major")" >>"$log" 2>&1; then
         tail -n 30 "$log" >&2
