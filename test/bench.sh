@@ -56,7 +56,9 @@
 #          latency at 1,000 changes/s for BENCH_PEER_LATENCY_SECONDS (20);
 #          and the writer's lifecycles/s with each pipeline against none
 #          (BENCH_SECONDS each).
+# shellcheck source=test/setup.sh
 source "$(dirname "$0")/setup.sh"
+# shellcheck source=test/real/lib.sh
 source "$(dirname "$0")/real/lib.sh"
 
 ALL=(capture keepup drain latency soak pinned holes idle backfill real peer)
@@ -170,6 +172,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 TICKS=$(getconf CLK_TCK)
 
 # mem PID: "VmRSS RssAnon" of a process, in kB (0 0 when it is gone).
+# shellcheck disable=SC2002 # cat: a process gone gives awk no input, so zeros
 mem() { cat "/proc/$1/status" 2>/dev/null | awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} END {print r + 0, a + 0}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
@@ -208,7 +211,7 @@ drain() {
     D_CPU=$(( $(cpu "$pid") - D_CPU ))
     [ "$(q "$db" 'SELECT pid FROM taskevents.status')" = "$pid" ] || note "the worker restarted during a drain of $db"
 }
-rate() { [ -z "$D_SECS" ] && echo 0 || awk -v n="$1" -v s="$D_SECS" 'BEGIN {printf "%.0f", n / s}'; }
+rate() { if [ -z "$D_SECS" ]; then echo 0; else awk -v n="$1" -v s="$D_SECS" 'BEGIN {printf "%.0f", n / s}'; fi; }
 # CPU milliseconds the worker spent per 1,000 events of the last drain of N events.
 cpu_per_1000() { awk -v c="$D_CPU" -v t="$TICKS" -v n="$1" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}'; }
 
@@ -271,30 +274,30 @@ bench_capture() {
     new_db taskevents_bulk taskevents
     for _ in $(seq "$ROUNDS"); do
         for db in "${dbs[@]}"; do
-            [ $db = capture_only ] && setting enabled off
-            [ $db = taskevents_bulk ] && setting bulk on
-            pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" $db > "$B/capture.out" 2>&1
+            [ "$db" = capture_only ] && setting enabled off
+            [ "$db" = taskevents_bulk ] && setting bulk on
+            pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" "$db" > "$B/capture.out" 2>&1
             t=$(printf '%.0f' "$(tps_of "$B/capture.out")")
             runs[$db]+="$t "
-            [ $db = no_trigger ] && base=$t
+            [ "$db" = no_trigger ] && base=$t
             # this round's ratio to the no-trigger run just before: the machine's
             # speed drifts between rounds, so ratios of neighbours are steadier
             ratios[$db]+="$(awk -v a="$t" -v b="$base" 'BEGIN {printf "%.3f", a / b}') "
-            if [ $db = capture_only ]; then
-                psql_ -d $db -c "$DISCARD_QUEUE"
+            if [ "$db" = capture_only ]; then
+                psql_ -d "$db" -c "$DISCARD_QUEUE"
                 setting enabled on
             elif [[ $db = taskevents* ]]; then     # its backlog is not left to slow the next run
-                queued[$db]+="$(q $db 'SELECT count(*) FROM taskevents.outbox') "
-                wait_for $db 'SELECT count(*) FROM taskevents.outbox' 0
-                [ $db = taskevents_bulk ] && setting bulk off
+                queued[$db]+="$(q "$db" 'SELECT count(*) FROM taskevents.outbox') "
+                wait_for "$db" 'SELECT count(*) FROM taskevents.outbox' 0
+                [ "$db" = taskevents_bulk ] && setting bulk off
             fi
-            psql_ -d $db -c 'VACUUM'
+            psql_ -d "$db" -c 'VACUUM'
         done
     done
-    plpgsql=$(echo ${ratios[plpgsql_outbox]} | median)
+    plpgsql=$(echo "${ratios[plpgsql_outbox]}" | median)
     for db in "${dbs[@]}"; do
-        t=$(echo ${runs[$db]} | median)
-        r=$(echo ${ratios[$db]} | median)
+        t=$(echo "${runs[$db]}" | median)
+        r=$(echo "${ratios[$db]}" | median)
         case $db in
             no_trigger) row "${label[$db]}" "$t lifecycles/s" "" capture ;;
             plpgsql_outbox) row "${label[$db]}" "$t lifecycles/s; $(printf '%.2f' "$r") x no trigger" "" capture ;;
@@ -315,7 +318,7 @@ drain_row() {
         got+="$D_EVENTS "
         cpus+="$(cpu_per_1000 40000) "
     done
-    row "$1" "$(echo $rates | median) events/s (runs: ${rates% }); worker CPU $(echo $cpus | median) ms per 1,000 events; sidecar got ${got% }" "$2" drain
+    row "$1" "$(echo "$rates" | median) events/s (runs: ${rates% }); worker CPU $(echo "$cpus" | median) ms per 1,000 events; sidecar got ${got% }" "$2" drain
 }
 
 bench_drain() {
@@ -383,6 +386,7 @@ bench_soak() {
     note "soak: pgbench -R 500 -c 2 -j 2 of the capture lifecycle for $SOAK s ($(printf '%.0f' "$(tps_of "$B/soak.out")") lifecycles/s achieved, 8 events each), $(wc -l < "$B/soak.samples") samples, one every 10 s: count(*) of taskevents.outbox (the changes waiting), the total size of the taskevents schema's tables, VmRSS and RssAnon of the worker from /proc/<pid>/status (pid from taskevents.status); autovacuum ran $(tail -1 "$B/soak.samples" | cut -d' ' -f5) times on those tables (autovacuum_naptime 1 min); samples in $B/soak.samples."
 
     drain soak 500000 0.2
+    # shellcheck disable=SC2002 # cat: a process gone gives awk no input
     hwm=$(cat "/proc/$pid/status" 2>/dev/null | awk '/^VmHWM/ {print $2}')
     row "soak: worker peak RSS draining 1,000,000 events" "$(mb "$D_RSS") MB (RssAnon $(mb "$D_ANON") MB)" "< 64 MB" soak
     row "soak: drain of 1,000,000 events" "$(rate 1000000) events/s ($D_SECS s); sidecar got $D_EVENTS" "" soak
@@ -390,6 +394,7 @@ bench_soak() {
 }
 
 # keepup: the highest lifecycle rate per-request delivery keeps up with.
+# shellcheck disable=SC2178,SC2179 # runs: a local string, not bench_peer's array
 bench_keepup() {
     local r t left best=0 runs=""
     say "keepup: per-request delivery at rising rates, 10 s each"
@@ -410,7 +415,7 @@ bench_keepup() {
 
 # pinned: 10 minutes of writes while a REPEATABLE READ transaction holds the horizon.
 bench_pinned() {
-    local pid pb c0 i first last wl wf lat
+    local pid pb c0 i first last wl wf
     say "pinned: $PINNED s of 500 lifecycles/s while a REPEATABLE READ transaction holds the xmin horizon"
     sidecar --times "$B/pinned.times"
     new_db pinned taskevents
@@ -436,9 +441,9 @@ bench_pinned() {
     wl=$(grep '^progress' "$B/pinned.out" | tail -1 | sed 's/.* lat \([0-9.]*\) ms.*/\1/')
     python3 "$WORK/test/bench/latency.py" "$B/pinned.times" --minutes > "$B/pinned.latency"
     lat() { awk -v m="$1" '$1 == m {print $4}' "$B/pinned.latency"; }
-    row "pinned horizon $PINNED s, 500 lifecycles/s: worker CPU, first / last minute" "$(echo $first | cut -d' ' -f2)% / $(echo $last | cut -d' ' -f2)% of a core" "flat" pinned
-    row "pinned: queue size, first / last minute" "$(echo $first | cut -d' ' -f3) / $(echo $last | cut -d' ' -f3) MB" "flat" pinned
-    row "pinned: changes waiting, first / last minute" "$(echo $first | cut -d' ' -f4) / $(echo $last | cut -d' ' -f4)" "flat" pinned
+    row "pinned horizon $PINNED s, 500 lifecycles/s: worker CPU, first / last minute" "$(echo "$first" | cut -d' ' -f2)% / $(echo "$last" | cut -d' ' -f2)% of a core" "flat" pinned
+    row "pinned: queue size, first / last minute" "$(echo "$first" | cut -d' ' -f3) / $(echo "$last" | cut -d' ' -f3) MB" "flat" pinned
+    row "pinned: changes waiting, first / last minute" "$(echo "$first" | cut -d' ' -f4) / $(echo "$last" | cut -d' ' -f4)" "flat" pinned
     row "pinned: commit->sidecar p99, first / last minute" "$(lat 1) / $(lat $((PINNED / 60))) ms" "flat" pinned
     row "pinned: writer latency (pgbench), first / last minute" "$wf / $wl ms" "flat" pinned
     row "pinned: backlog after the transaction ends" "empty in $((SECONDS - i)) s" "drains" pinned
@@ -470,9 +475,9 @@ bench_holes() {
     wait_for holes 'SELECT count(*) FROM taskevents.outbox' 0
     stop_sidecar
     first=$(head -1 "$B/holes.samples"); last=$(tail -1 "$B/holes.samples")
-    row "holes $HOLES s, 500 lifecycles/s + 500 rollbacks/s around a transaction held open: changes waiting, first / last 10 s" "$(echo $first | cut -d' ' -f3) / $(echo $last | cut -d' ' -f3)" "flat" holes
-    row "holes: the cursor's holes (its row's bytes), first / last 10 s" "$(echo $first | cut -d' ' -f4) ($(echo $first | cut -d' ' -f5) B) / $(echo $last | cut -d' ' -f4) ($(echo $last | cut -d' ' -f5) B)" "what is in flight" holes
-    row "holes: worker CPU, first / last 10 s" "$(echo $first | cut -d' ' -f2)% / $(echo $last | cut -d' ' -f2)% of a core" "flat" holes
+    row "holes $HOLES s, 500 lifecycles/s + 500 rollbacks/s around a transaction held open: changes waiting, first / last 10 s" "$(echo "$first" | cut -d' ' -f3) / $(echo "$last" | cut -d' ' -f3)" "flat" holes
+    row "holes: the cursor's holes (its row's bytes), first / last 10 s" "$(echo "$first" | cut -d' ' -f4) ($(echo "$first" | cut -d' ' -f5) B) / $(echo "$last" | cut -d' ' -f4) ($(echo "$last" | cut -d' ' -f5) B)" "what is in flight" holes
+    row "holes: worker CPU, first / last 10 s" "$(echo "$first" | cut -d' ' -f2)% / $(echo "$last" | cut -d' ' -f2)% of a core" "flat" holes
     row "holes: backlog once the held transaction ends" "empty in $((SECONDS - i)) s" "drains" holes
     note "holes: pgbench -R 500 of the capture lifecycle and pgbench -R 500 of test/bench/rollback.sql for $HOLES s while another session holds BEGIN; INSERT INTO tasks … open; every 10 s (second, worker CPU %, changes waiting, holes in the cursor, bytes of its row): $(tr '\n' ';' < "$B/holes.samples" | sed 's/;$//')."
 }
@@ -507,7 +512,7 @@ backfill_run() {
     t0=$(date +%s.%N)
     bf=$(q "$db" 'SELECT taskevents.backfill()')
     pgbench_ -R 200 -T 20 -l --log-prefix="$B/${db}_with" -f "$WORK/test/bench/lifecycle.sql" "$db" > /dev/null 2>&1 &
-    wait_for "$db" "SELECT state FROM taskevents.backfill_progress WHERE id = $bf" done
+    wait_for "$db" "SELECT state FROM taskevents.backfill_progress WHERE id = $bf" 'done'
     wait_for "$db" 'SELECT count(*) FROM taskevents.outbox' 0   # the writers' changes come and go
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
     wait $!
@@ -590,13 +595,14 @@ bench_real() {
             drain real 20000 0.05
             ours+="$(rate 40000) "
             got+="$D_EVENTS "
+            # shellcheck disable=SC2046 # -bulk 500: two words, or none
             a=$("$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
                 $([ "$mode" = bulk ] && echo -bulk 500) | cut -d' ' -f3)
             alone+="$a "
             ratios+="$(awk -v o="$(rate 40000)" -v a="$a" 'BEGIN {printf "%.2f", o / a}') "
         done
         row "real daprd + Kafka: drain 40,000 events, $mode, against daprd alone" \
-            "$(echo $ratios | median) × ($(echo $ours | median) against $(echo $alone | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% })" "≥ 0.95" real
+            "$(echo "$ratios" | median) × ($(echo "$ours" | median) against $(echo "$alone" | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% })" "≥ 0.95" real
     done
     local achieved="" hog log_at stages
     # the worker's rounds log their stages at DEBUG1 (test/bench/rounds.py)
@@ -637,6 +643,7 @@ peer_() { B="$B/peer" PGPORT=$PEER_PORT "$@"; }
 # peer_engine start|stop|wait [nowait]: tell the driver (wait: nothing), and
 # wait until it last said "running" and the slot is in use, or "stopped" and
 # the slot is free.
+# shellcheck disable=SC2178,SC2128 # want: a local string, not another function's array
 peer_engine() {
     local want=running active=1 end=$((SECONDS + 120))
     [ "$1" = stop ] && want=stopped active=0
@@ -644,6 +651,7 @@ peer_engine() {
     [ "${2:-}" = nowait ] && return 0
     until [ "$(grep -E '^(running|stopped)$' "$B/peer/driver.log" | tail -n 1)" = $want ] &&
           [ "$(peer_ q peer "SELECT count(*) FROM pg_replication_slots WHERE active")" = $active ]; do
+        # shellcheck disable=SC2015 # the exit is for either test failing
         [ $SECONDS -lt $end ] && ! grep -q '^engine failed' "$B/peer/driver.log" ||
             { tail -n 20 "$B/peer/driver.log" >&2; exit 1; }
         sleep 0.05
@@ -749,10 +757,11 @@ bench_peer() {
     new_db te taskevents
     setting bulk auto                  # the product's default (BENCH_CONF's is off)
     pids=([te]="$(q te 'SELECT pid FROM taskevents.status') $DAPRD_PID" [dbz]=$PEER_PID)
+    # shellcheck disable=SC2086 # ${pids[$s]}: several pids, one word each
     for _ in $(seq "$rounds"); do      # 1. the drain of what was written while paused
         for s in te dbz; do
             peer_pause $s
-            ${run[$s]} new_tasks ${db[$s]} "$n" >/dev/null
+            ${run[$s]} new_tasks "${db[$s]}" "$n" >/dev/null
             consumer_mark
             c0=$(cpu_of ${pids[$s]})
             t0=$(peer_resume $s)
@@ -762,7 +771,7 @@ bench_peer() {
             rss[$s]+="$(mb "$W_RSS") "
             if [ $s = dbz ]; then   # the walsender decoding for Debezium, started with the engine
                 walsender=$(peer_ q peer 'SELECT pid FROM pg_stat_replication')
-                wal[$s]+="$(awk -v c="$(cpu_of $walsender)" -v t="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}') "
+                wal[$s]+="$(awk -v c="$(cpu_of "$walsender")" -v t="$TICKS" -v n="$n" 'BEGIN {printf "%.1f", c * 1000 / t / n * 1000}') "
             fi
             peer_ready $s
         done
@@ -771,10 +780,10 @@ bench_peer() {
     for _ in $(seq "$rounds"); do      # 2. latency, commit -> consumer
         for s in te dbz; do
             consumer_mark
-            ${run[$s]} pgbench_ -R 1000 -T "$secs" -f "$WORK/test/bench/insert.sql" ${db[$s]} > "$B/peer_latency.out" 2>&1
+            ${run[$s]} pgbench_ -R 1000 -T "$secs" -f "$WORK/test/bench/insert.sql" "${db[$s]}" > "$B/peer_latency.out" 2>&1
             tps[$s]+="$(printf '%.0f' "$(tps_of "$B/peer_latency.out")") "
             consumer_wait $s $((per[$s] * $(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$B/peer_latency.out")))
-            ${run[$s]} q ${db[$s]} "COPY (SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint
+            ${run[$s]} q "${db[$s]}" "COPY (SELECT id, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint
                                           FROM tasks WHERE title = 'Buy milk') TO STDOUT" > "$B/peer_commits"
             read -r _ a b c _ < <(python3 "$WORK/test/bench/kafka_latency.py" "$B/consumer/records.jsonl" "$MARK" "$B/peer_commits")
             p50[$s]+="$a " p99[$s]+="$b " max[$s]+="$c "
@@ -783,7 +792,7 @@ bench_peer() {
     for s in te dbz; do ${run[$s]} psql_ -d postgres -c "ALTER DATABASE ${db[$s]} RESET synchronous_commit"; done
     for _ in $(seq "$rounds"); do      # 3. the writer flat out, with no pipeline and with each
         for s in plain te dbz; do
-            ${run[$s]:-} pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" ${db[$s]} > "$B/peer_writer.out" 2>&1
+            ${run[$s]:-} pgbench_ -T "$SECS" -f "$WORK/test/bench/lifecycle.sql" "${db[$s]}" > "$B/peer_writer.out" 2>&1
             t=$(printf '%.0f' "$(tps_of "$B/peer_writer.out")")
             runs[$s]+="$t "
             [ $s = plain ] && base=$t
@@ -797,26 +806,26 @@ bench_peer() {
                 rm "$B/peer/offsets.dat"   # else it refuses to start behind the slot
             fi
             [ $s = plain ] || { peer_resume $s >/dev/null; peer_ready $s; }
-            ${run[$s]:-} psql_ -d ${db[$s]} -c 'VACUUM'
+            ${run[$s]:-} psql_ -d "${db[$s]}" -c 'VACUUM'
         done
     done
     declare -A label=([te]="taskevents $(q te "SELECT extversion FROM pg_extension WHERE extname = 'taskevents'") (defaults: bulk, real daprd)"
                       [dbz]="Debezium $DEBEZIUM_VERSION embedded")
     for s in te dbz; do
         row "peer drain of $(commas "$n") changes written while paused: ${label[$s]}" \
-            "$(echo ${drains[$s]} | median) changes/s ($(commas $((per[$s] * n))) records; runs: ${drains[$s]% })" "" peer
+            "$(echo "${drains[$s]}" | median) changes/s ($(commas $((per[$s] * n))) records; runs: ${drains[$s]% })" "" peer
     done
     for s in te dbz; do
         row "peer latency commit -> consumer, 1,000 changes/s, p50 / p99 / max: ${label[$s]}" \
-            "$(echo ${p50[$s]} | median) / $(echo ${p99[$s]} | median) / $(echo ${max[$s]} | median) ms (p99 runs: ${p99[$s]% })" "" peer
+            "$(echo "${p50[$s]}" | median) / $(echo "${p99[$s]}" | median) / $(echo "${max[$s]}" | median) ms (p99 runs: ${p99[$s]% })" "" peer
     done
-    row "peer writer: the task lifecycle, no pipeline (wal_level = replica)" "$(echo ${runs[plain]} | median) lifecycles/s" "" peer
-    row "peer writer: with ${label[te]}, wal_level = replica" "$(echo ${ratios[te]} | median) x no pipeline" "" peer
-    row "peer writer: with ${label[dbz]}, wal_level = logical" "$(echo ${ratios[dbz]} | median) x no pipeline" "" peer
+    row "peer writer: the task lifecycle, no pipeline (wal_level = replica)" "$(echo "${runs[plain]}" | median) lifecycles/s" "" peer
+    row "peer writer: with ${label[te]}, wal_level = replica" "$(echo "${ratios[te]}" | median) x no pipeline" "" peer
+    row "peer writer: with ${label[dbz]}, wal_level = logical" "$(echo "${ratios[dbz]}" | median) x no pipeline" "" peer
     row "peer drain: pipeline CPU per 1,000 changes, peak RSS: taskevents worker + daprd" \
-        "$(echo ${cpus[te]} | median) ms; $(echo ${rss[te]} | median) MB" "" peer
+        "$(echo "${cpus[te]}" | median) ms; $(echo "${rss[te]}" | median) MB" "" peer
     row "peer drain: pipeline CPU per 1,000 changes, peak RSS: Debezium's JVM (+ its walsender's CPU)" \
-        "$(echo ${cpus[dbz]} | median) ms (+ $(echo ${wal[dbz]} | median) ms); $(echo ${rss[dbz]} | median) MB" "" peer
+        "$(echo "${cpus[dbz]}" | median) ms (+ $(echo "${wal[dbz]}" | median) ms); $(echo "${rss[dbz]}" | median) MB" "" peer
     note "peer: one Kafka $KAFKA_VERSION node (3 partitions per topic) and one consumer (test/real/kafka/KafkaTool.java) reading taskevents' three topics and Debezium's $PEER_TOPIC, all on these $(nproc) cores with both servers; each figure is the median of $rounds rounds that alternate taskevents and Debezium. taskevents: default settings (bulk publish, which taskevents.bulk = auto finds in daprd 1.18) through daprd $("$REAL_DAPRD" --version) as in bench real, wal_level = replica. Debezium $DEBEZIUM_VERSION: its embedded engine and PostgreSQL connector (pgoutput, slot and filtered publication on tasks, snapshot.mode = no_data, offsets in a file flushed at every batch, otherwise its defaults: max.batch.size 2048, poll.interval.ms 500) in test/bench/peer/PeerDriver.java on $(java -version 2>&1 | head -n 1 | sed 's/.*\"\(.*\)\".*/Java \1/') with the JVM's default heap (at most a quarter of the RAM; the JVM is not restarted between rounds), records converted to CloudEvents JSON (its CloudEventsConverter, key as JSON) and produced as Debezium Server's Kafka sink does (acks=all, key = the row's key, every send awaited per batch before its offsets are committed); its own PostgreSQL server with wal_level = logical and the same settings (both with track_commit_timestamp = on)."
     note "peer drain: $(commas "$n") INSERTs in one statement while delivery is paused (taskevents.enabled = off; the engine stopped), then timed from the reload that turns delivery on (from the driver's \"start\": a new engine in the running JVM, which connects and opens the slot) until the consumer received the last record, by the consumer's clock; changes/s = $(commas "$n") over that. CPU: utime + stime from /proc over the drain of the worker and daprd (taskevents) or the JVM (Debezium), per 1,000 changes; the walsender that decodes for Debezium is shown apart (taskevents' reads of its queue are in the worker's figure). Peak RSS: VmRSS summed over those processes, sampled every 0.1 s; the worker's counts shared buffers it touched. Runs: CPU ms te ${cpus[te]% }, dbz ${cpus[dbz]% }; MB te ${rss[te]% }, dbz ${rss[dbz]% }."
     note "peer latency: pgbench -R 1000 -c 2 -j 2 for $secs s of one-INSERT transactions into each side in turn (achieved changes/s: taskevents ${tps[te]% }, Debezium ${tps[dbz]% }); for every record of those rows, the consumer's receive time minus pg_xact_commit_timestamp(xmin) of its row (track_commit_timestamp), both from this machine's clock; synchronous_commit = on (PostgreSQL's default) for these writers: with off, the walsender would see a commit only once the WAL writer flushed it, up to wal_writer_delay (200 ms) later, while taskevents' worker flushes WAL itself; per round p50, p99, max, then the median of each over rounds (p50 runs te ${p50[te]% }, dbz ${p50[dbz]% }). Where a pipeline falls behind the rate, latency is the backlog's age."

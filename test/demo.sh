@@ -8,6 +8,7 @@
 #                               Kafka consumer receives, and what a consumer's
 #                               Dapr app behind its own daprd receives through
 #                               the subscriptions of test/real/subscriber/
+# shellcheck source=test/setup.sh
 source "$(dirname "$0")/setup.sh"
 
 KAFKA=0
@@ -17,6 +18,7 @@ case "${1:-}" in
     *) echo "usage: $0 [--kafka]" >&2; exit 2 ;;
 esac
 if [ $KAFKA = 1 ]; then
+    # shellcheck source=test/real/lib.sh
     source "$(dirname "$0")/real/lib.sh"
     PACKAGES+=(openjdk-17-jdk-headless maven)
 fi
@@ -29,7 +31,7 @@ as_user mkdir -p "$DEMO"
 
 cleanup() {
     as_user pg_ctl -D "$DEMO/data" -m immediate stop >/dev/null 2>&1 || true
-    [ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+    if [ -n "${SIDECAR_PID:-}" ]; then kill "$SIDECAR_PID" 2>/dev/null || true; fi
     [ $KAFKA = 1 ] && real_stop_all
     return 0
 }

@@ -13,6 +13,7 @@
 #
 # Refuses to run when a mutant's original text is not found exactly once in
 # its file, so the list cannot rot silently as src/ changes.
+# shellcheck source=test/setup.sh
 source "$(dirname "$0")/setup.sh"
 
 LIST=$TOP/test/mutants.txt
@@ -61,7 +62,7 @@ trap 'rm -rf "$check"' EXIT
 bad=0
 declare -A seen=()
 for m in "${MUTANTS[@]}"; do
-    IFS=$'\x1f' read -r id file what from to tests <<<"$m"
+    IFS=$'\x1f' read -r id file _ from to tests <<<"$m"
     [ -z "${seen[$id]:-}" ] || { echo "mutant $id: listed twice"; bad=1; }
     seen[$id]=1
     mkdir -p "$check/$(dirname "$file")"
@@ -80,7 +81,7 @@ build_and_install
 set +e    # a failing build or test is an outcome here, not the end
 PRISTINE=$(mktemp -d /tmp/taskevents-src.XXXXXX)
 cp -a "$WORK/src" "$PRISTINE/"
-cd "$WORK"
+cd "$WORK" || exit 1
 mkdir -p logs
 [ "$(id -u)" = 0 ] && chown "$RUN_AS" logs
 
@@ -89,7 +90,7 @@ killed=0 survived=0 broken=0 total=0
 started=$SECONDS
 results=()
 for m in "${MUTANTS[@]}"; do
-    IFS=$'\x1f' read -r id file what from to tests <<<"$m"
+    IFS=$'\x1f' read -r id file _ from to tests <<<"$m"
     [ $# -eq 0 ] || [[ $wanted == *" $id "* ]] || continue
     total=$((total + 1))
     t0=$SECONDS

@@ -41,8 +41,10 @@
 set -euo pipefail
 
 PGV_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=test/setup.sh
-[ -n "${TOP:-}" ] && declare -F packages_for >/dev/null || source "$PGV_HERE/setup.sh"
+if [ -z "${TOP:-}" ] || ! declare -F packages_for >/dev/null; then
+    # shellcheck source=test/setup.sh
+    source "$PGV_HERE/setup.sh"
+fi
 
 # The supported major versions, oldest first; the newest is the Docker
 # image's default (docker/validate.sh checks that), and the README's table of
@@ -94,6 +96,7 @@ pgv_mirror() {
     if [ -n "${TASKEVENTS_DEBIAN_MIRROR:-}" ]; then echo "$TASKEVENTS_DEBIAN_MIRROR"; return; fi
     local codename uri
     codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    # shellcheck disable=SC2016 # apt's own $(FIELD) placeholders
     uri=$(apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(COMPONENT) $(IDENTIFIER)' |
         awk -v c="$codename" '$2 == c && $3 == "main" && $4 == "Packages" { print $1; exit }')
     if [ -z "$uri" ]; then
@@ -159,6 +162,7 @@ pgv_build() {
     [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
     echo "== making a Debian $suite chroot for PostgreSQL $major in $dir (log: $log)"
     : >"$log"
+    # shellcheck disable=SC2317 # called by pgv_retry
     attempt() {
         pgv_remove "$dir" && as_root debootstrap --variant=minbase --include=ca-certificates \
             "$suite" "$dir" "$mirror" "$script" >>"$log" 2>&1
@@ -208,13 +212,14 @@ DPKG
     fi
 
     echo "== installing into the chroot: $(packages_for "$major")"
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2016 # $1 expanded (and split) by the chroot's bash
     if ! pgv_retry 3 pgv_enter "$dir" bare / env DEBIAN_FRONTEND=noninteractive bash -c '
             apt-get update -qq && apt-get install -y -qq $1 && apt-get clean' pgv "$(packages_for "$major")" >>"$log" 2>&1; then
         tail -n 30 "$log" >&2
         echo "pgversions: installing the packages into the $suite chroot failed" >&2
         return 1
     fi
+    # shellcheck disable=SC2016 # dpkg-query's own ${Field} placeholders
     as_root chroot "$dir" dpkg-query -W -f '${Package} ${Version}\n' "postgresql-$major" "postgresql-server-dev-$major" \
         libcurl4-openssl-dev gcc libc6 | as_root tee "$dir/.taskevents-packages" >/dev/null
     as_root chroot "$dir" "/usr/lib/postgresql/$major/bin/pg_config" --version >/dev/null
@@ -257,7 +262,7 @@ pgv_prune() {
     local major=$1 keep=$2 dir name fd
     for dir in "$PGV_CHROOTS"/pg"$major"-*; do
         name=$(basename "$dir")
-        [ -d "$dir" ] && [ "$name" != "$keep" ] || continue
+        if [ ! -d "$dir" ] || [ "$name" = "$keep" ]; then continue; fi
         [[ $name == *.log ]] && continue
         as_root touch "$PGV_CHROOTS/.$name.lock"
         exec {fd}<"$PGV_CHROOTS/.$name.lock"
@@ -370,6 +375,7 @@ pgv_in_namespace() {
     # The command as a child, so that this shell can clean up after it
     # (with the caller's standard input, and Ctrl-C reaching it as usual).
     ( trap - INT QUIT
+      # shellcheck disable=SC2016 # expanded by the chroot's bash
       exec chroot "$root" /usr/bin/env -i "${envs[@]}" /bin/bash -c 'cd "$1" && shift && exec "$@"' pgv "$dir" "$@"
     ) <&0 &
     local child=$! rc=0
@@ -413,6 +419,7 @@ pgv_stop_leftovers() {
 
 # run_for_version MAJOR COMMAND...: COMMAND for PostgreSQL MAJOR (see the top
 # of this file); its exit status.
+# shellcheck disable=SC2030,SC2031 # each branch exports in its own subshell
 run_for_version() {
     local major=$1 suite
     shift

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the README's two commands (test/demo.sh, test/run-tests.sh):
 # installs what a fresh Debian 12 machine lacks, and builds and installs
 # taskevents from a copy of the tree that an unprivileged user can run.
@@ -23,7 +24,9 @@ read -r -a PACKAGES <<<"$(packages_for "$PG_MAJOR")"
 # Packages of toolchains (a JDK, Maven, Go) that a suite needs on the host
 # only: test/pgversions.sh lends the host's to the chroots of 17 and 18, so
 # inside a chroot ensure_packages leaves them, and anything of theirs, out.
-HOST_PACKAGES=()
+# The linters of docker/validate.sh (run on the host only) are here too;
+# pip installs its PyPI validators (docker/requirements.txt).
+HOST_PACKAGES=(shellcheck yamllint python3-pip)
 
 # Run a command as root (we may already be root).
 as_root() {
@@ -56,7 +59,7 @@ ensure_packages() {
 }
 
 # The unprivileged user that runs the servers (PostgreSQL refuses root).
-RUN_AS=$( [ "$(id -u)" = 0 ] && echo postgres || id -un )
+RUN_AS=$(if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi)
 as_user() {
     if [ "$(id -u)" = 0 ]; then runuser -u "$RUN_AS" -- env PATH="$PATH" "$@"; else "$@"; fi
 }
@@ -78,6 +81,7 @@ start_server() {
 # start_sidecar DIR [fakedapr options]: the bundled Dapr-compatible sidecar in
 # the background (its own process, so that kill stops it); sets SIDECAR_PID,
 # DAPR_PORT and CTL_PORT (its control port).
+# shellcheck disable=SC2034 # SIDECAR_PID, DAPR_PORT, CTL_PORT: for the caller
 start_sidecar() {
     local dir=$1
     shift
@@ -103,7 +107,8 @@ build_and_install() {
         cp -a "$d" "$WORK/pg$d"
     done
     PG_CONFIG="$WORK/pg$($sys --bindir)/pg_config"
-    export PG_CONFIG PATH="$("$PG_CONFIG" --bindir):$PATH"
+    PATH="$("$PG_CONFIG" --bindir):$PATH"
+    export PG_CONFIG PATH
     make -s -C "$WORK" >/dev/null
     make -s -C "$WORK" install >/dev/null
     make -s -C "$WORK/test/sidecar" >/dev/null

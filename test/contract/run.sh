@@ -20,6 +20,7 @@
 # are installed or built once into
 # ${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}/contract, keyed on those files.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=test/setup.sh
 source "$HERE/../setup.sh"
 
 CACHE=${TASKEVENTS_CACHE:-$HOME/.cache/taskevents}/contract
@@ -74,7 +75,7 @@ fi
 if [ "${1:-}" = --place ]; then
     dest=$2/test/contract
     locked fetch_python || exit 1
-    rm -rf "$dest/pylib" "$dest/node_modules" "$dest/bin"
+    rm -rf "${dest:?}/pylib" "${dest:?}/node_modules" "${dest:?}/bin"
     cp -a "$PYLIB" "$dest/pylib"
     [ "$(id -u)" = 0 ] && chown -R "$RUN_AS" "$dest/pylib"
     # the SDKs of JavaScript and Go, for the real suite: hard links where it can

@@ -55,6 +55,7 @@ source "$TOP/test/real/lib.sh"
 # test command tests (TASKEVENTS_PG_VERSIONS, every supported one by default)
 # and always the Dockerfile's default.
 dockerfile_default=$(sed -n 's/^ARG PG_MAJOR=\([0-9]*\)$/\1/p' "$TOP/docker/Dockerfile")
+# shellcheck disable=SC2086 # one version a word, one a line for sort
 read -r -a majors <<<"${*:-${TASKEVENTS_IMAGE_MAJORS:-$(printf '%s\n' ${TASKEVENTS_PG_VERSIONS:-${PGV_SUPPORTED[*]}} \
 	$dockerfile_default | sort -nu | xargs)}}"
 passed=0
@@ -85,10 +86,11 @@ BR=("${B[@]}" run --isolation chroot)
 tmp=$(mktemp -d /tmp/taskevents-image.XXXXXX)
 chmod 755 "$tmp"
 containers=()
+# shellcheck disable=SC2317 # run by the trap below
 cleanup() {
 	local c
-	[ -n "${server_pid:-}" ] && kill -KILL "$server_pid" 2>/dev/null || true
-	[ -n "${SIDECAR_PID:-}" ] && kill "$SIDECAR_PID" 2>/dev/null || true
+	if [ -n "${server_pid:-}" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+	if [ -n "${SIDECAR_PID:-}" ]; then kill "$SIDECAR_PID" 2>/dev/null || true; fi
 	real_stop_all
 	for c in "${containers[@]}"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
 	rm -rf "$tmp"
@@ -407,51 +409,8 @@ for spec in yaml.safe_load(open(sys.argv[1])).values():
 	# What the sidecar received: the lifecycle's eleven events, in order per
 	# topic, as taskevents sends them (in bulk, the default with a sidecar
 	# that has the API, or one per request).
-	if out=$(python3 - "$tmp/received-$major.jsonl" "$task_id" <<'PY' 2>&1
-import json, os, re, sys
-recs = [json.loads(l) for l in open(sys.argv[1])]
-task = sys.argv[2]
-want = json.loads(os.environ["LIFECYCLE_EVENTS"])
-events = []  # (topic, event, partition key, content type)
-problems = []
-for r in recs:
-    m = re.fullmatch(r"/v1\.0/publish/(bulk/)?pubsub-kafka/([^/]+)", r["path"])
-    if r["method"] != "POST" or not m:
-        problems.append(f"request {r['method']} {r['path']}")
-        continue
-    if r["status"] != 204:
-        problems.append(f"answered {r['status']}")
-    if m.group(1):
-        if r["content_type"] != "application/json" or not isinstance(r["body"], list):
-            problems.append(f"bulk request {r['content_type']} {json.dumps(r['body'])[:200]}")
-            continue
-        events += [(m.group(2), en.get("event"), en.get("metadata", {}).get("partitionKey"), en.get("contentType"))
-                   for en in r["body"]]
-    else:
-        keys = [q.split("=", 1)[1] for q in r["query"].split("&") if q.startswith("metadata.partitionKey=")]
-        events.append((m.group(2), r["body"], keys[0] if keys else None, r["content_type"]))
-got = {}
-for topic, e, key, ctype in events:
-    if ctype != "application/cloudevents+json":
-        problems.append(f"Content-Type {ctype}")
-    if key != task:
-        problems.append(f"partition key {key}")
-    if not isinstance(e, dict) or e.get("specversion") != "1.0" or e.get("subject") != task \
-            or e.get("source") != "pakaura/api" or e.get("data", {}).get("task_id") != task:
-        problems.append(f"event {json.dumps(e)[:200]}")
-        continue
-    got.setdefault(topic, []).append(e["type"])
-if got != want:
-    problems.append(f"events per topic {got}, want {want}")
-created = [e for _, e, _, _ in events if isinstance(e, dict) and e.get("type") == "task.created"]
-sync_first = [e for _, e, _, _ in events if isinstance(e, dict) and e.get("type") == "sync.task"][:1]
-if not created or not sync_first or created[0].get("traceid") != sync_first[0].get("traceid"):
-    problems.append("the insert's two events do not share the writer's trace id")
-print("; ".join(problems) if problems else f"{len(events)} events")
-sys.exit(1 if problems else 0)
-PY
-	); then
-		pass "PostgreSQL $major: the fake sidecar on the host received the lifecycle: $out (per topic in order, partition key, CloudEvents envelope)"
+	if out=$(python3 "$here/lifecycle.py" sidecar "$tmp/received-$major.jsonl" "$task_id" 2>&1); then
+		pass "PostgreSQL $major: the fake sidecar on the host received the lifecycle: $out (per topic in order, partition key, the trace id, CloudEvents envelope)"
 	else
 		fail "PostgreSQL $major: what the sidecar received: $out"
 	fi
@@ -519,32 +478,8 @@ image_real() {
 		fail "PostgreSQL $major: docker/writer/lifecycle.sh through daprd"
 		return
 	fi
-	if out=$(python3 - "$dir/consumer/records.jsonl" "$task_id" <<'PY' 2>&1
-import json, os, sys, time
-want = json.loads(os.environ["LIFECYCLE_EVENTS"])
-task = sys.argv[2]
-for _ in range(300):
-    recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    mine = [r for r in recs if r.get("key") == task]
-    if len(mine) >= 11:
-        break
-    time.sleep(0.1)
-got, problems = {}, []
-for r in mine:
-    ce = r.get("ce")
-    if ce is None or ce.get("subject") != task or ce.get("source") != "pakaura/api":
-        problems.append(f"record {r.get('ce_error') or json.dumps(ce)[:200]}")
-        continue
-    got.setdefault(r["topic"], []).append(ce["type"])
-if any(len({r["partition"] for r in mine if r["topic"] == t}) > 1 for t in want):
-    problems.append("a topic's events of the task on several partitions")
-if got != want:
-    problems.append(f"records per topic {got}, want {want}")
-print("; ".join(problems) if problems else f"{len(mine)} records")
-sys.exit(1 if problems else 0)
-PY
-	); then
-		pass "PostgreSQL $major: through the real daprd $DAPR_VERSION to Kafka $KAFKA_VERSION: $out (per topic in order, keyed by task, one partition, CloudEvents SDK)"
+	if out=$(python3 "$here/lifecycle.py" kafka "$dir/consumer/records.jsonl" "$task_id" 2>&1); then
+		pass "PostgreSQL $major: through the real daprd $DAPR_VERSION to Kafka $KAFKA_VERSION: $out (per topic in order, keyed by task, one partition, the trace id, CloudEvents SDK)"
 	else
 		fail "PostgreSQL $major: what Kafka holds: $out"
 	fi

@@ -12,10 +12,11 @@
 set -euo pipefail
 SECONDS_TO_RUN=${1:-600}
 shift || true
+# shellcheck source=test/setup.sh
 source "$(dirname "$0")/../setup.sh"
 PACKAGES+=(clang-14)
 ensure_packages
-[ -n "${WORK:-}" ] && [ -d "$WORK" ] || build_and_install
+if [ -z "${WORK:-}" ] || [ ! -d "$WORK" ]; then build_and_install; fi
 
 F=$(mktemp -d /tmp/taskevents-fuzz.XXXXXX)
 CORPUS=${TASKEVENTS_CACHE:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/taskevents}/fuzz-corpus
@@ -65,7 +66,7 @@ if [ $status -ne 0 ]; then
     exit 1
 fi
 stat() { sed -n "s/^stat::$1: *//p" "$F/fuzz.log"; }
-corpus=$(ls "$F/corpus" | wc -l)
+corpus=$(find "$F/corpus" -mindepth 1 -maxdepth 1 | wc -l)
 memory=$(sed -n 's/^fuzz: long-lived memory //p' "$F/fuzz.log")
 echo "fuzz: $(stat number_of_executed_units) inputs in $((SECONDS - started)) s" \
      "($(stat average_exec_per_sec)/s), $corpus in the corpus, peak RSS $(stat peak_rss_mb) MB," \

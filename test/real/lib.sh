@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by test/real/run.sh, test/demo.sh --kafka and test/bench.sh: the
 # real Dapr sidecar and Apache Kafka, built or fetched once into a cache and
 # reused.
@@ -69,7 +70,7 @@ real_jars() {
     classes="$JARS_HOME/classes-$sum"
     if [ ! -f "$JARS_HOME/lib/.complete-$sum" ]; then
         real_say "fetching $3 with Maven (first time only)"
-        rm -rf "$JARS_HOME/lib"
+        rm -rf "${JARS_HOME:?}/lib"
         mvn -q -B -f "$1/pom.xml" -Dmaven.repo.local="$REAL_CACHE/m2" \
             dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$JARS_HOME/lib" || return 1
         touch "$JARS_HOME/lib/.complete-$sum"
@@ -235,6 +236,6 @@ real_stop_all() {
     for pid in ${CONSUMER_PID:-} ${SUBDAPRD_PID:-} ${SUBSCRIBER_PID:-} ${DAPRD_PID:-} ${KAFKA_PID:-}; do
         { kill "$pid" && wait "$pid"; } 2>/dev/null || true
     done
-    CONSUMER_PID= SUBDAPRD_PID= SUBSCRIBER_PID= DAPRD_PID= KAFKA_PID=
+    CONSUMER_PID='' SUBDAPRD_PID='' SUBSCRIBER_PID='' DAPRD_PID='' KAFKA_PID=
     return 0
 }

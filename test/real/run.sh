@@ -15,7 +15,9 @@
 # jars come from ${TASKEVENTS_CACHE:-$HOME/.cache/taskevents} (TASKEVENTS_DAPRD
 # to use an installed daprd instead of building one).
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=test/setup.sh
 source "$HERE/../setup.sh"
+# shellcheck source=test/real/lib.sh
 source "$HERE/lib.sh"
 
 PACKAGES+=(openjdk-17-jdk-headless maven)
