@@ -160,7 +160,7 @@ real_start_kafka() {
 real_daprd() {
     local dir=$1 app=$2 component=$3
     shift 3
-    REAL_DAPRD_PID= REAL_DAPRD_PORT=
+    REAL_DAPRD_PID='' REAL_DAPRD_PORT=''
     mkdir -p "$dir/components"
     grep -q '^\s*value: "kafka:9092"$' "$component" ||
         { echo "$component: no brokers value \"kafka:9092\"" >&2; return 1; }
@@ -189,6 +189,7 @@ real_start_daprd() {
     local dir=$1 ok=0
     shift
     real_daprd "$dir" taskevents-db "$REAL_DIR/../../docker/components/pubsub-kafka.yaml" --max-body-size 4Mi "$@" || ok=$?
+    # shellcheck disable=SC2034  # DAPRD_PORT: for the tests and benchmarks that source this file
     DAPRD_PID=$REAL_DAPRD_PID DAPRD_PORT=$REAL_DAPRD_PORT
     return $ok
 }
