@@ -439,7 +439,7 @@ te_event_unsendable(const TeChange *c, const TeEvent *ev)
 
 /*
  * Append the structured-mode CloudEvent of one event of a change, in the
- * server encoding.  Attribute and data field order is fixed (see README).
+ * server encoding.  Attribute and data field order is fixed (docs/events.md).
  */
 void
 te_append_cloudevent(StringInfo buf, const TeChange *c, const TeEvent *ev)

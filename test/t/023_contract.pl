@@ -1,5 +1,5 @@
 # The consumer's contract (schema/): events of every type, with the odd
-# values the README's Events section promises (numeric, NaN and text ids,
+# values the README's Events section and docs/events.md promise (numeric, NaN and text ids,
 # null fields, due dates beyond RFC 3339's years, every kind of value in
 # changes), delivered through the sidecar.  Each is checked against schema/
 # when the test is done (TaskEventsTest); here, that every type schema/data/

@@ -1,4 +1,4 @@
-# Retry timing within its bounds (README, Delivery): the wait before
+# Retry timing within its bounds (docs/delivery.md): the wait before
 # attempt n+1 is backoff_min doubled n-1 times, capped at backoff_max, with
 # jitter of x0.5-1; no retry comes before it is due; after max_attempts the
 # event is a dead letter and the change's next event goes at once;
