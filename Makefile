@@ -14,6 +14,7 @@ OBJS = \
 	src/shared.o \
 	src/cursor.o \
 	src/inflight.o \
+	src/url.o \
 	src/dapr.o \
 	src/spiutil.o \
 	src/queue.o \
