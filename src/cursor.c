@@ -103,13 +103,20 @@ te_ranges_held(const TeRange *took, int n, bool taking, TeRange *out)
 	return 1;
 }
 
-/* How many holes qu_advance() may write: each piece of a gap, in flight or above looked. */
+/*
+ * How many holes qu_advance() may write (one more than it can).  It cuts
+ * the old holes and the gap above hi at the numbers read: at most gaps
+ * pieces, in order and apart.  Up to looked, what is left is their overlap
+ * with the flight ranges, in order and apart too: each overlap but the
+ * last ends a piece or a range, so at most pieces + nflight - 1.  Above
+ * looked, at most one piece is cut there, and the others are kept whole.
+ */
 int
 qu_advance_size(const QuCursor *old, int nseqs, int nflight)
 {
 	int			gaps = old->nholes + 1 + nseqs;
 
-	return 2 * gaps + nflight;
+	return gaps + nflight;
 }
 
 /* Add [lo, hi] to holes in order (lo > every hole's hi so far), when not empty. */

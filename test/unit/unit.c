@@ -266,6 +266,20 @@ advance_cut_short(void)
 	CHECK(new.hi == 12 && new.nholes == 0);
 }
 
+/* The most holes a claim can leave: every piece of every gap cut by the flight ranges. */
+static void
+advance_most_holes(void)
+{
+	TeRange		old_holes[] = {{2, 3}, {5, 6}};
+	QuCursor	old = {10, old_holes, 2};
+	QuCursor	new;
+	TeRange		buf[64];
+	TeRange		flight[] = {{3, 5}, {6, 11}, {12, PG_INT64_MAX}};
+
+	advance(&old, NULL, 0, 12, flight, 3, &new, buf, 64);
+	CHECK(new.hi == 12 && RANGES(new.holes, new.nholes, 3, 3, 5, 5, 6, 6, 11, 11, 12, 12));
+}
+
 /*
  * Any cursor, any claim, against the rule itself: after a claim a number
  * up to the new hi is a hole when it was one (or above the old hi), was
@@ -477,6 +491,7 @@ main(void)
 	RUN(advance_reads_and_rollbacks);
 	RUN(advance_closes_holes);
 	RUN(advance_cut_short);
+	RUN(advance_most_holes);
 	RUN(advance_property);
 	RUN(cursor_bad_hole);
 	RUN(cursor_equal);
