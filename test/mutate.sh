@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The mutation check: plants each bug of test/mutants.txt in a clean copy of
 # src/, one at a time, builds it and runs the tests listed as expected to
-# kill it (pg_regress files and TAP files, the fastest first), stopping at
-# the first failure.  A mutant is killed when a test fails, survives when
-# all pass.  Prints one line per mutant and the totals; exits 1 when one
+# kill it (the unit tests, pg_regress files and TAP files, the fastest
+# first), stopping at the first failure.  A mutant is killed when a test
+# fails, survives when all pass.  Prints one line per mutant and the totals; exits 1 when one
 # survived or did not build.  On PostgreSQL 15 (the host's), as the test
 # command runs it: the servers as the unprivileged user.
 #
@@ -104,6 +104,8 @@ for m in "${MUTANTS[@]}"; do
             rm -rf tmp_check tmp_regress
             if [[ $t == regress:* ]]; then
                 as_user make -s installcheck TAP_TESTS= REGRESS="${t#regress:}" >"logs/$id.$$.log" 2>&1
+            elif [ "$t" = unit ]; then
+                as_user make -s unitcheck >"logs/$id.$$.log" 2>&1
             else
                 as_user make -s installcheck REGRESS= PROVE_TESTS="test/$t" >"logs/$id.$$.log" 2>&1
             fi
