@@ -67,6 +67,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "cursor.h"
 #include "inflight.h"
 #include "outbox.h"
 #include "queue.h"
@@ -1171,7 +1172,7 @@ qu_older_snapshots_gone(QuReady *q)
  * Empty the queue tables whose changes are all read and whose run of
  * numbers is over: table t holds runs k with k % 3 == t; once the run being
  * written is a later one and the cursor is past the end of t's last run, no
- * change in t is waiting and none is being written.  The record that first
+ * change in t is waiting and none is being written (qu_run_to_empty()).  The record that first
  * finds so is noted (ready); the table is emptied only once every snapshot
  * that can read it sees that record, so none sees its changes unread and
  * the table empty.  The lock is taken without waiting (a reader keeps the
