@@ -12,8 +12,11 @@ OBJS = \
 	src/outbox.o \
 	src/cloudevent.o \
 	src/shared.o \
+	src/cursor.o \
 	src/inflight.o \
+	src/url.o \
 	src/dapr.o \
+	src/spiutil.o \
 	src/queue.o \
 	src/backfill.o \
 	src/status.o \
@@ -44,8 +47,14 @@ TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 PROVE_FLAGS = --timer
 
-EXTRA_CLEAN = tmp_regress tmp_isolation tmp_check
+EXTRA_CLEAN = tmp_regress tmp_isolation tmp_check test/unit/unit
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Unit tests of the queue's arithmetic: src/cursor.c alone, outside the server.
+unitcheck: test/unit/unit.c src/cursor.c src/cursor.h
+	$(CC) $(CFLAGS) $(CPPFLAGS) test/unit/unit.c src/cursor.c -L$(pkglibdir) -lpgcommon -lpgport -o test/unit/unit
+	test/unit/unit
+.PHONY: unitcheck

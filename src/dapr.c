@@ -22,7 +22,6 @@
  */
 #include "postgres.h"
 
-#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <curl/curl.h>
 
@@ -37,6 +36,7 @@
 #include "compat.h"
 #include "dapr.h"
 #include "settings.h"
+#include "url.h"
 
 static CURLM *dp_multi = NULL;
 
@@ -49,7 +49,7 @@ static CURLcode dp_next_result;
 static bool dp_latch_was_set = false;	/* since te_dapr_woken() last said */
 static struct curl_slist *dp_headers = NULL;	/* single publish */
 static struct curl_slist *dp_bulk_headers = NULL;
-static char dp_base[TE_DAPR_URL_LEN];	/* http://host:port */
+static char dp_base[TE_BASE_URL_LEN];	/* http://host:port */
 
 /* Transfers in flight, so that error recovery can drop them. */
 #define DP_MAX_LIVE (1024 + 1)
@@ -86,74 +86,6 @@ dp_header_list(struct curl_slist *old, const char *content_type, const char *tok
 		pfree(s.data);
 	}
 	return list;
-}
-
-/* Is the text a host name: dot-separated labels of letters, digits and '-'? */
-static bool
-dp_host_name(const char *host)
-{
-	size_t		len = strlen(host);
-	const char *label = host;
-
-	if (len == 0 || len > 253)
-		return false;
-	for (const char *p = host;; p++)
-	{
-		if (*p == '.' || *p == '\0')
-		{
-			size_t		n = p - label;
-
-			if (n == 0 || n > 63 || label[0] == '-' || p[-1] == '-')
-				return false;
-			if (*p == '\0')
-				return true;
-			label = p + 1;
-		}
-		else if (!isalnum((unsigned char) *p) && *p != '-')
-			return false;
-	}
-}
-
-/*
- * The sidecar's base URL, http://host:port, into url (TE_DAPR_URL_LEN):
- * an IPv6 address goes in brackets.  Returns false, with url empty, when
- * the host is neither a host name nor an IP address, or when libcurl would
- * not take the URL.
- */
-bool
-te_dapr_base_url(const char *host, int port, char *url)
-{
-	char		v6[64];
-	struct in6_addr addr;
-	size_t		len = host ? strlen(host) : 0;
-	CURLU	   *u;
-	bool		ok;
-
-	url[0] = '\0';
-	if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof(v6))
-	{
-		memcpy(v6, host + 1, len - 2);
-		v6[len - 2] = '\0';
-	}
-	else if (len < sizeof(v6))
-		strlcpy(v6, host ? host : "", sizeof(v6));
-	else
-		v6[0] = '\0';
-
-	if (inet_pton(AF_INET6, v6, &addr) == 1)
-		snprintf(url, TE_DAPR_URL_LEN, "http://[%s]:%d", v6, port);
-	else if (host != NULL && dp_host_name(host))
-		snprintf(url, TE_DAPR_URL_LEN, "http://%s:%d", host, port);
-	else
-		return false;
-
-	u = curl_url();
-	ok = u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK;
-	if (u)
-		curl_url_cleanup(u);
-	if (!ok)
-		url[0] = '\0';
-	return ok;
 }
 
 /* (Re)read the settings: base URL, headers, connection limits. */
@@ -214,7 +146,7 @@ te_dapr_configure(void)
 	curl_multi_setopt(dp_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) te_concurrency);
 	curl_multi_setopt(dp_multi, CURLMOPT_MAXCONNECTS, (long) te_concurrency);
 
-	if (!te_dapr_base_url(te_host, te_port, dp_base))
+	if (!te_base_url(te_host, te_port, dp_base))
 		elog(ERROR, "taskevents: taskevents.host \"%s\" makes no URL", te_host);
 
 	dp_headers = dp_header_list(dp_headers, "Content-Type: application/cloudevents+json", token);

@@ -15,7 +15,6 @@ typedef enum TeOutcome
 } TeOutcome;
 
 #define TE_DAPR_ERROR_LEN 256
-#define TE_DAPR_URL_LEN 320
 
 /* One HTTP request; the caller owns it until te_dapr_wait() returns it. */
 typedef struct TeRequest
@@ -43,7 +42,6 @@ typedef struct TeRequest
 	size_t		resp_cap;
 } TeRequest;
 
-extern bool te_dapr_base_url(const char *host, int port, char *url);
 extern void te_dapr_configure(void);
 extern void te_dapr_start(TeRequest *req);
 extern int	te_dapr_wait(TeRequest **done, int max_done, long timeout_ms);

@@ -34,7 +34,7 @@
 #include "compat.h"
 #include "inflight.h"
 
-/* The numbers a transaction took, as a few ranges (closest ones merged). */
+/* The numbers a transaction took, as a few ranges (closest ones merged: te_ranges_add()). */
 #define IN_RANGES 8
 typedef struct InRanges
 {
@@ -109,45 +109,6 @@ in_my_slot(void)
 	return &in_shared->slots[n];
 }
 
-/* Add seq to a set of ranges: extend, insert in order, or merge the closest two. */
-static void
-in_add(InRanges *t, int64 seq)
-{
-	int			i = 0;
-	int			best = 0;
-
-	while (i < t->n && t->r[i].hi < seq - 1)
-		i++;
-	if (i < t->n && t->r[i].lo - 1 <= seq)
-	{
-		/* touches or falls in range i (seq >= 1: no overflow) */
-		t->r[i].lo = Min(t->r[i].lo, seq);
-		t->r[i].hi = Max(t->r[i].hi, seq);
-		if (i + 1 < t->n && t->r[i + 1].lo - 1 <= t->r[i].hi)
-		{
-			t->r[i].hi = Max(t->r[i].hi, t->r[i + 1].hi);
-			memmove(&t->r[i + 1], &t->r[i + 2], sizeof(TeRange) * (t->n - i - 2));
-			t->n--;
-		}
-		return;
-	}
-	if (t->n == IN_RANGES)
-	{
-		/* merge the two closest neighbours to make room */
-		for (int k = 1; k < t->n - 1; k++)
-			if (t->r[k + 1].lo - t->r[k].hi < t->r[best + 1].lo - t->r[best].hi)
-				best = k;
-		t->r[best].hi = t->r[best + 1].hi;
-		memmove(&t->r[best + 1], &t->r[best + 2], sizeof(TeRange) * (t->n - best - 2));
-		t->n--;
-		in_add(t, seq);			/* seq may fall in the merged range now */
-		return;
-	}
-	memmove(&t->r[i + 1], &t->r[i], sizeof(TeRange) * (t->n - i));
-	t->r[i].lo = t->r[i].hi = seq;
-	t->n++;
-}
-
 /* A capture is about to take a number. */
 void
 te_inflight_taking(void)
@@ -173,7 +134,7 @@ te_inflight_took(int64 seq)
 		return;
 	SpinLockAcquire(&s->mutex);
 	if (seq > 0)
-		in_add(&s->took, seq);
+		s->took.n = te_ranges_add(s->took.r, s->took.n, IN_RANGES, seq);
 	s->taking = false;
 	SpinLockRelease(&s->mutex);
 }
@@ -189,21 +150,6 @@ in_clear(void)
 	s->took.n = 0;
 	SpinLockRelease(&s->mutex);
 	in_holding = false;
-}
-
-/*
- * The ranges a slot covers: those taken and, while it takes a number that
- * is not known yet, every number from its first on (or from 1).
- */
-static int
-in_slot_ranges(const InSlot *s, TeRange *out)
-{
-	memcpy(out, s->took.r, sizeof(TeRange) * s->took.n);
-	if (!s->taking)
-		return s->took.n;
-	out[0].lo = s->took.n > 0 ? s->took.r[0].lo : 1;
-	out[0].hi = PG_INT64_MAX;
-	return 1;
 }
 
 /*
@@ -246,7 +192,7 @@ in_prepare(void)
 	InPrepared *p;
 
 	SpinLockAcquire(&s->mutex);
-	took.n = in_slot_ranges(s, took.r);
+	took.n = te_ranges_held(s->took.r, s->took.n, s->taking, took.r);
 	SpinLockRelease(&s->mutex);
 	for (;;)
 	{
@@ -309,32 +255,6 @@ te_inflight_knows_prepared(TransactionId xid)
 	return known;
 }
 
-static int
-in_cmp_range(const void *a, const void *b)
-{
-	int64		x = ((const TeRange *) a)->lo;
-	int64		y = ((const TeRange *) b)->lo;
-
-	return (x > y) - (x < y);
-}
-
-/* Sort ranges and merge those that overlap or touch; returns how many are left. */
-static int
-in_merge(TeRange *r, int n)
-{
-	int			k = 0;
-
-	qsort(r, n, sizeof(TeRange), in_cmp_range);
-	for (int i = 0; i < n; i++)
-	{
-		if (k > 0 && r[i].lo - 1 <= r[k - 1].hi)	/* lo >= 1: no overflow */
-			r[k - 1].hi = Max(r[k - 1].hi, r[i].hi);
-		else
-			r[k++] = r[i];
-	}
-	return k;
-}
-
 int
 te_inflight_ranges(Oid dboid, TeRange **ranges)
 {
@@ -353,7 +273,7 @@ te_inflight_ranges(Oid dboid, TeRange **ranges)
 
 		SpinLockAcquire(&s->mutex);
 		if (s->dboid == dboid)
-			n += in_slot_ranges(s, r + n);
+			n += te_ranges_held(s->took.r, s->took.n, s->taking, r + n);
 		SpinLockRelease(&s->mutex);
 	}
 	(void) in_prepared_sweep();
@@ -370,5 +290,5 @@ te_inflight_ranges(Oid dboid, TeRange **ranges)
 	}
 	SpinLockRelease(&in_shared->prepared_mutex);
 	*ranges = r;
-	return in_merge(r, n);
+	return te_ranges_merge(r, n);
 }

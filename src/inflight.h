@@ -18,12 +18,7 @@
 
 #include "c.h"
 
-/* A range of sequence numbers, [lo, hi]. */
-typedef struct TeRange
-{
-	int64		lo;
-	int64		hi;
-} TeRange;
+#include "cursor.h"
 
 extern void te_inflight_init(void);
 extern Size te_inflight_shmem_size(void);

@@ -4,9 +4,9 @@
  *
  * Changes go into three tables, taskevents.queue_0 .. queue_2, in runs of
  * TE_QUEUE_RUN sequence numbers: seq s lives in table (s / TE_QUEUE_RUN) %
- * TE_QUEUE_TABLES.  Rows are never updated or deleted; the worker empties a
- * table with TRUNCATE once every change in it is delivered and writers have
- * moved on (see queue.c).  So a transaction that pins the xmin horizon leaves
+ * TE_QUEUE_TABLES (cursor.h).  Rows are never updated or deleted; the
+ * worker empties a table with TRUNCATE once every change in it is delivered
+ * and writers have moved on (see queue.c).  So a transaction that pins the xmin horizon leaves
  * no dead rows for anyone to walk.
  *-------------------------------------------------------------------------
  */
@@ -17,6 +17,7 @@
 #include "access/tupdesc.h"
 
 #include "cloudevent.h"
+#include "cursor.h"				/* TE_QUEUE_TABLES, TE_QUEUE_RUN */
 
 /* Columns of a queue table (and of 1.0's taskevents.outbox), in order. */
 #define Anum_outbox_seq			1
@@ -32,12 +33,6 @@
 #define Anum_outbox_trace_id	11
 #define Anum_outbox_traceparent	12
 #define Natts_outbox			12
-
-#define TE_QUEUE_TABLES		3
-#define TE_QUEUE_RUN		32768
-
-/* The queue table that holds sequence number seq. */
-#define TE_QUEUE_TABLE_OF(seq)	((int) (((seq) / TE_QUEUE_RUN) % TE_QUEUE_TABLES))
 
 extern void te_outbox_insert(TeChange *c);
 extern void te_outbox_read(HeapTuple tuple, TupleDesc desc, TeChange *c);

@@ -11,7 +11,8 @@
  * still being written, or one rolled back; each claim reads the rows above
  * hi (up to the last number given out) and the rows in the holes.  A hole
  * closes as soon as no transaction in flight holds its number (inflight.c):
- * holes cost what is in flight, not what rolled back.
+ * holes cost what is in flight, not what rolled back.  The arithmetic of
+ * the cursor and of emptying the tables is in cursor.c, apart from SQL.
  *
  * Every record writes the cursor to taskevents.tick (insert only; the newest
  * row wins), in the same transaction as the round's outcomes: after a crash
@@ -66,10 +67,12 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "cursor.h"
 #include "inflight.h"
 #include "outbox.h"
 #include "queue.h"
 #include "settings.h"
+#include "spiutil.h"
 
 /* The extension the worker delivers for: a new install is another worker's. */
 static Oid	qu_extension = InvalidOid;
@@ -293,112 +296,24 @@ static const struct
 
 static SPIPlanPtr qu_plans[NUM_PLANS];
 
-/* Run a saved plan (prepared on first use) with the active snapshot; returns SPI_processed. */
+/* Run a saved plan (spiutil.c); returns SPI_processed. */
 static uint64
 qu_exec(int plan, Datum *args, int expect)
 {
-	int			rc;
-
-	if (qu_plans[plan] == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(qu_sql[plan].sql, qu_sql[plan].nargs,
-									(Oid *) qu_sql[plan].argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "taskevents: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		qu_plans[plan] = p;
-	}
-	rc = SPI_execute_plan(qu_plans[plan], args, NULL, expect == SPI_OK_SELECT, 0);
-	if (rc != expect)
-		elog(ERROR, "taskevents: SPI_execute_plan returned %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/* A column of a result row. */
-static Datum
-qu_get(int row, int attnum, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, attnum, isnull);
-}
-
-/* A text column of a result row as a C string, or NULL. */
-static char *
-qu_text(int row, int attnum)
-{
-	bool		isnull;
-	Datum		d = qu_get(row, attnum, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* An int4 column of a result row, 0 when null. */
-static int32
-qu_int4(int row, int attnum)
-{
-	bool		isnull;
-	Datum		d = qu_get(row, attnum, &isnull);
-
-	return isnull ? 0 : DatumGetInt32(d);
-}
-
-/*
- * A column of a statement's array arguments: values added row by row, passed
- * as one array.
- */
-typedef struct QuColumn
-{
-	Oid			type;
-	Datum	   *values;
-	bool	   *nulls;
-	int			n;
-} QuColumn;
-
-static QuColumn
-qu_column(Oid type, int capacity)
-{
-	QuColumn	col = {type, palloc(sizeof(Datum) * capacity), palloc(sizeof(bool) * capacity), 0};
-
-	return col;
-}
-
-static void
-qu_add(QuColumn *col, Datum value, bool isnull)
-{
-	col->values[col->n] = value;
-	col->nulls[col->n++] = isnull;
-}
-
-static void
-qu_add_text(QuColumn *col, const char *text)
-{
-	qu_add(col, text ? CStringGetTextDatum(text) : (Datum) 0, text == NULL);
-}
-
-static Datum
-qu_array(const QuColumn *col)
-{
-	int			dims[1] = {col->n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(col->type, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(col->values, col->nulls, 1, dims, lbs, col->type,
-											  typlen, typbyval, typalign));
+	return te_spi_exec(&qu_plans[plan], qu_sql[plan].sql, qu_sql[plan].nargs,
+					   qu_sql[plan].argtypes, args, expect);
 }
 
 /* Run a plan whose arguments are the columns as arrays, when they have rows. */
 static void
-qu_exec_columns(int plan, QuColumn **cols, int ncols, int expect)
+qu_exec_columns(int plan, TeColumn **cols, int ncols, int expect)
 {
 	Datum		args[QU_MAX_ARGS];
 
 	if (cols[0]->n == 0)
 		return;
 	for (int i = 0; i < ncols; i++)
-		args[i] = qu_array(cols[i]);
+		args[i] = te_column_array(cols[i]);
 	(void) qu_exec(plan, args, expect);
 }
 
@@ -451,7 +366,7 @@ qu_cursor_from(QuCursor *cur, int64 hi, Datum lo_array, Datum hi_array)
 					  &up, NULL, &nup);
 	cur->hi = hi;
 	cur->nholes = Min(nlo, nup);
-	cur->holes = palloc(sizeof(QuRange) * (cur->nholes + 1));
+	cur->holes = palloc(sizeof(TeRange) * (cur->nholes + 1));
 	for (int i = 0; i < cur->nholes; i++)
 	{
 		cur->holes[i].lo = DatumGetInt64(lo[i]);
@@ -461,14 +376,14 @@ qu_cursor_from(QuCursor *cur, int64 hi, Datum lo_array, Datum hi_array)
 
 /* The holes' bounds as two columns. */
 static void
-qu_cursor_columns(const QuCursor *cur, QuColumn *lo, QuColumn *hi)
+qu_cursor_columns(const QuCursor *cur, TeColumn *lo, TeColumn *hi)
 {
-	*lo = qu_column(INT8OID, cur->nholes + 1);
-	*hi = qu_column(INT8OID, cur->nholes + 1);
+	*lo = te_column(INT8OID, cur->nholes + 1);
+	*hi = te_column(INT8OID, cur->nholes + 1);
 	for (int i = 0; i < cur->nholes; i++)
 	{
-		qu_add(lo, Int64GetDatum(cur->holes[i].lo), false);
-		qu_add(hi, Int64GetDatum(cur->holes[i].hi), false);
+		te_column_add(lo, Int64GetDatum(cur->holes[i].lo), false);
+		te_column_add(hi, Int64GetDatum(cur->holes[i].hi), false);
 	}
 }
 
@@ -478,8 +393,8 @@ qu_cursor_copy(QuCursor *dst, const QuCursor *src, MemoryContext cxt)
 {
 	dst->hi = src->hi;
 	dst->nholes = src->nholes;
-	dst->holes = MemoryContextAlloc(cxt, sizeof(QuRange) * (src->nholes + 1));
-	memcpy(dst->holes, src->holes, sizeof(QuRange) * src->nholes);
+	dst->holes = MemoryContextAlloc(cxt, sizeof(TeRange) * (src->nholes + 1));
+	memcpy(dst->holes, src->holes, sizeof(TeRange) * src->nholes);
 }
 
 /*
@@ -497,7 +412,7 @@ qu_last_seq(void)
 
 	if (qu_exec(PLAN_LAST_SEQ, NULL, SPI_OK_SELECT) != 1)
 		elog(ERROR, "taskevents: taskevents.outbox_seq has no row");
-	last = qu_get(0, 1, &isnull);
+	last = te_spi_get(0, 1, &isnull);
 	return isnull ? 0 : DatumGetInt64(last);
 }
 
@@ -517,7 +432,7 @@ qu_find_unknown_prepared(void)
 	for (int i = 0; i < n && qu_nunknown < Max(max_prepared_xacts, 1); i++)
 	{
 		bool		isnull;
-		TransactionId xid = DatumGetTransactionId(qu_get(i, 1, &isnull));
+		TransactionId xid = DatumGetTransactionId(te_spi_get(i, 1, &isnull));
 
 		if (!te_inflight_knows_prepared(xid))
 			qu_unknown_xids[qu_nunknown++] = xid;
@@ -557,9 +472,9 @@ qu_open(void)
 	if (qu_exec(PLAN_TICK_READ, NULL, SPI_OK_SELECT) == 1)
 	{
 		bool		isnull;
-		int64		hi = DatumGetInt64(qu_get(0, 1, &isnull));
-		Datum		lo = qu_get(0, 2, &isnull);
-		Datum		up = qu_get(0, 3, &isnull);
+		int64		hi = DatumGetInt64(te_spi_get(0, 1, &isnull));
+		Datum		lo = te_spi_get(0, 2, &isnull);
+		Datum		up = te_spi_get(0, 3, &isnull);
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		if (qu_cursor.holes)
@@ -568,16 +483,16 @@ qu_open(void)
 		MemoryContextSwitchTo(old);
 	}
 	else if (qu_cursor.holes == NULL)
-		qu_cursor.holes = MemoryContextAllocZero(TopMemoryContext, sizeof(QuRange));
+		qu_cursor.holes = MemoryContextAllocZero(TopMemoryContext, sizeof(TeRange));
 	qu_find_unknown_prepared();
 	qu_commit();
 	return QU_READY;
 }
 
 /*
- * The numbers still in flight: the in-flight table's ranges, and every
- * number up to qu_unknown_upto while a prepared transaction of unknown
- * numbers lasts.
+ * The numbers still in flight, merged and in order: the in-flight table's
+ * ranges, and every number up to qu_unknown_upto while a prepared
+ * transaction of unknown numbers lasts.
  */
 static int
 qu_in_flight(TeRange **ranges)
@@ -592,17 +507,9 @@ qu_in_flight(TeRange **ranges)
 	if (qu_nunknown == 0)
 		return n;
 	*ranges = repalloc(*ranges, sizeof(TeRange) * (n + 1));
-	memmove(*ranges + 1, *ranges, sizeof(TeRange) * n);
-	(*ranges)[0].lo = 1;
-	(*ranges)[0].hi = qu_unknown_upto;
-	for (int i = 1; i <= n && (*ranges)[i].lo - 1 <= qu_unknown_upto; i++)
-		(*ranges)[0].hi = Max((*ranges)[0].hi, (*ranges)[i].hi);
-	/* drop what the first range swallowed (lo >= 1: no overflow) */
-	keep = 1;
-	for (int i = 1; i <= n; i++)
-		if ((*ranges)[i].lo - 1 > (*ranges)[0].hi)
-			(*ranges)[keep++] = (*ranges)[i];
-	return keep;
+	(*ranges)[n].lo = 1;
+	(*ranges)[n].hi = qu_unknown_upto;
+	return te_ranges_merge(*ranges, n + 1);
 }
 
 /* The size of a result row's title and changes, without detoasting them. */
@@ -615,7 +522,7 @@ qu_row_bytes(int row)
 	for (int i = 0; i < lengthof(atts); i++)
 	{
 		bool		isnull;
-		Datum		d = qu_get(row, atts[i], &isnull);
+		Datum		d = te_spi_get(row, atts[i], &isnull);
 
 		if (!isnull)
 			bytes += toast_raw_datum_size(d);
@@ -652,74 +559,6 @@ qu_fit(int nrows, int limit, Size *budget)
 	return n;
 }
 
-/*
- * Add [lo, hi] to a list of ranges in order (lo > every range's hi so far),
- * as far as it is in flight.
- */
-static void
-qu_hole_add(QuRange **holes, int *n, int *cap, int64 lo, int64 hi)
-{
-	if (lo > hi)
-		return;
-	if (*n == *cap)
-	{
-		*cap *= 2;
-		*holes = repalloc(*holes, sizeof(QuRange) * *cap);
-	}
-	(*holes)[*n].lo = lo;
-	(*holes)[(*n)++].hi = hi;
-}
-
-/*
- * Add the hole [lo, hi] to a list of holes in order (lo > every hole's hi
- * so far): up to looked, only as far as it is in flight; above, whole (it
- * was not looked at).
- */
-static void
-qu_hole_append(QuRange **holes, int *n, int *cap, int64 lo, int64 hi, int64 looked,
-			   const TeRange *flight, int nflight)
-{
-	for (int i = 0; i < nflight; i++)
-		qu_hole_add(holes, n, cap, Max(lo, flight[i].lo), Min(Min(hi, looked), flight[i].hi));
-	qu_hole_add(holes, n, cap, Max(lo, looked + 1), hi);
-}
-
-/*
- * The cursor after a claim.  seqs: the numbers read (ascending); looked:
- * every visible change up to this number was read (or is one of seqs);
- * flight: the numbers still held by transactions in flight (in order, apart).
- * A number up to looked neither read nor in flight never will be seen.
- */
-static void
-qu_advance(const QuCursor *old, const int64 *seqs, int nseqs, int64 looked,
-		   const TeRange *flight, int nflight, QuCursor *new)
-{
-	int			cap = old->nholes + nseqs + nflight + 2;
-	int			n = 0;
-	int			k = 0;
-	QuRange    *holes = palloc(sizeof(QuRange) * cap);
-
-	new->hi = Max(old->hi, looked);
-
-	/* Old holes and the new gap above hi, less what was read and what is not in flight. */
-	for (int h = 0; h <= old->nholes; h++)
-	{
-		int64		lo = h < old->nholes ? old->holes[h].lo : old->hi + 1;
-		int64		hi = h < old->nholes ? old->holes[h].hi : new->hi;
-
-		while (k < nseqs && seqs[k] < lo)
-			k++;
-		for (; k < nseqs && seqs[k] <= hi; k++)
-		{
-			qu_hole_append(&holes, &n, &cap, lo, seqs[k] - 1, looked, flight, nflight);
-			lo = seqs[k] + 1;
-		}
-		qu_hole_append(&holes, &n, &cap, lo, hi, looked, flight, nflight);
-	}
-	new->holes = holes;
-	new->nholes = n;
-}
-
 /* Read the changes of taskevents.retry whose task is due, into r->changes. */
 static int
 qu_claim_retry(QuRound *r, int limit, Size *budget)
@@ -737,12 +576,12 @@ qu_claim_retry(QuRound *r, int limit, Size *budget)
 
 		qu_read_change(i, ch);
 		ch->in_retry = true;
-		ch->done = qu_int4(i, Natts_outbox + 1);
-		ch->attempts = qu_int4(i, Natts_outbox + 2);
-		next = qu_get(i, Natts_outbox + 3, &isnull);
+		ch->done = te_spi_int4(i, Natts_outbox + 1);
+		ch->attempts = te_spi_int4(i, Natts_outbox + 2);
+		next = te_spi_get(i, Natts_outbox + 3, &isnull);
 		ch->next_attempt_at = isnull ? 0 : DatumGetTimestampTz(next);
-		ch->last_status = qu_int4(i, Natts_outbox + 4);
-		ch->last_error = qu_text(i, Natts_outbox + 5);
+		ch->last_status = te_spi_int4(i, Natts_outbox + 4);
+		ch->last_error = te_spi_text(i, Natts_outbox + 5);
 	}
 	MemoryContextSwitchTo(old);
 	return n;
@@ -761,7 +600,7 @@ qu_read_new(QuRound *r, int nrows, int limit, Size *budget, int64 *seqs)
 		bool		isnull;
 
 		qu_read_change(i, ch);
-		ch->blocked = DatumGetBool(qu_get(i, Natts_outbox + 1, &isnull));
+		ch->blocked = DatumGetBool(te_spi_get(i, Natts_outbox + 1, &isnull));
 		seqs[i] = ch->c.seq;
 	}
 	MemoryContextSwitchTo(old);
@@ -775,18 +614,17 @@ qu_read_new(QuRound *r, int nrows, int limit, Size *budget, int64 *seqs)
 static void
 qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *flight, int nflight)
 {
-	QuColumn	lo,
+	TeColumn	lo,
 				hi;
 	Datum		args[3];
 	int64	   *seqs = MemoryContextAlloc(qu_round_cxt, sizeof(int64) * (limit + 1));
 	int			nrows;
 	int			n;
 	int64		looked;
-	MemoryContext old;
 
 	qu_cursor_columns(&qu_cursor, &lo, &hi);
-	args[0] = qu_array(&lo);
-	args[1] = qu_array(&hi);
+	args[0] = te_column_array(&lo);
+	args[1] = te_column_array(&hi);
 	args[2] = Int32GetDatum(limit);
 	nrows = qu_exec(PLAN_CLAIM_HOLES, args, SPI_OK_SELECT);
 	n = qu_read_new(r, nrows, limit, budget, seqs);
@@ -808,9 +646,9 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *fli
 		looked = (got < nrows || nrows == want) ? seqs[n - 1] : last;
 	}
 	r->more = r->more || looked != last;
-	old = MemoryContextSwitchTo(qu_round_cxt);	/* not SPI's: the cursor outlives it */
+	r->cursor.holes = MemoryContextAlloc(qu_round_cxt,	/* not SPI's: the cursor outlives it */
+										 sizeof(TeRange) * qu_advance_size(&qu_cursor, n, nflight));
 	qu_advance(&qu_cursor, seqs, n, looked, flight, nflight, &r->cursor);
-	MemoryContextSwitchTo(old);
 }
 
 /* Read the dead letters an operator re-queued. */
@@ -827,12 +665,12 @@ qu_claim_resends(QuRound *r, int limit)
 		QuResend   *d = &r->resends[r->nresends++];
 		bool		isnull;
 
-		d->id = *DatumGetUUIDP(qu_get(i, 1, &isnull));
-		d->type = qu_text(i, 2);
-		d->topic = qu_text(i, 3);
-		d->task_id = qu_text(i, 4);
-		d->body = qu_text(i, 5);
-		d->attempts = qu_int4(i, 6);
+		d->id = *DatumGetUUIDP(te_spi_get(i, 1, &isnull));
+		d->type = te_spi_text(i, 2);
+		d->topic = te_spi_text(i, 3);
+		d->task_id = te_spi_text(i, 4);
+		d->body = te_spi_text(i, 5);
+		d->attempts = te_spi_int4(i, 6);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -847,17 +685,9 @@ qu_next_due_ms(void)
 
 	if (qu_exec(PLAN_NEXT_DUE, NULL, SPI_OK_SELECT) == 1)
 	{
-		d = qu_get(0, 1, &isnull);
+		d = te_spi_get(0, 1, &isnull);
 		if (!isnull)
-		{
-			TimestampTz now = GetCurrentTimestamp();
-			TimestampTz due = DatumGetTimestampTz(d);
-
-			if (due <= now)
-				ms = 0;
-			else if (due - now < (int64) ms * 1000)
-				ms = Max((due - now + 999) / 1000, 1);
-		}
+			ms = qu_due_ms(GetCurrentTimestamp(), DatumGetTimestampTz(d), ms);
 	}
 	return ms;
 }
@@ -916,7 +746,7 @@ qu_check_objects(void)
 	if (qu_exec(PLAN_SUBSCRIBED, &arg, SPI_OK_SELECT) > 0)
 		return psprintf("taskevents.%s is written by subscription \"%s\": another database's queue would be delivered here too; "
 						"leave the schema taskevents out of the publication",
-						qu_text(0, 2), qu_text(0, 1));
+						te_spi_text(0, 2), te_spi_text(0, 1));
 	return NULL;
 }
 
@@ -960,7 +790,7 @@ qu_last_seq_covering(void)
 
 	if (qu_exec(PLAN_MAX_SEQ, NULL, SPI_OK_SELECT) == 1)
 	{
-		d = qu_get(0, 1, &isnull);
+		d = te_spi_get(0, 1, &isnull);
 		if (!isnull)
 			need = Max(need, DatumGetInt64(d));
 	}
@@ -1042,34 +872,34 @@ static void
 qu_record_dead(QuRound *r)
 {
 	int			cap = list_length(r->dead) + 1;
-	QuColumn	id = qu_column(UUIDOID, cap),
-				seq = qu_column(INT8OID, cap),
-				type = qu_column(TEXTOID, cap),
-				topic = qu_column(TEXTOID, cap),
-				task_id = qu_column(TEXTOID, cap),
-				body = qu_column(TEXTOID, cap),
-				attempts = qu_column(INT4OID, cap),
-				status = qu_column(INT4OID, cap),
-				error = qu_column(TEXTOID, cap),
-				created_at = qu_column(TIMESTAMPTZOID, cap);
+	TeColumn	id = te_column(UUIDOID, cap),
+				seq = te_column(INT8OID, cap),
+				type = te_column(TEXTOID, cap),
+				topic = te_column(TEXTOID, cap),
+				task_id = te_column(TEXTOID, cap),
+				body = te_column(TEXTOID, cap),
+				attempts = te_column(INT4OID, cap),
+				status = te_column(INT4OID, cap),
+				error = te_column(TEXTOID, cap),
+				created_at = te_column(TIMESTAMPTZOID, cap);
 	ListCell   *lc;
 
 	foreach(lc, r->dead)
 	{
 		QuDead	   *d = lfirst(lc);
 
-		qu_add(&id, UUIDPGetDatum(&d->id), false);
-		qu_add(&seq, Int64GetDatum(d->change->c.seq), false);
-		qu_add_text(&type, d->type);
-		qu_add_text(&topic, d->topic);
-		qu_add_text(&task_id, d->change->c.task_id);
-		qu_add_text(&body, d->body);
-		qu_add(&attempts, Int32GetDatum(d->attempts), false);
-		qu_add(&status, Int32GetDatum(d->status), false);
-		qu_add_text(&error, d->error);
-		qu_add(&created_at, TimestampTzGetDatum(d->change->c.changed_at), false);
+		te_column_add(&id, UUIDPGetDatum(&d->id), false);
+		te_column_add(&seq, Int64GetDatum(d->change->c.seq), false);
+		te_column_add_text(&type, d->type);
+		te_column_add_text(&topic, d->topic);
+		te_column_add_text(&task_id, d->change->c.task_id);
+		te_column_add_text(&body, d->body);
+		te_column_add(&attempts, Int32GetDatum(d->attempts), false);
+		te_column_add(&status, Int32GetDatum(d->status), false);
+		te_column_add_text(&error, d->error);
+		te_column_add(&created_at, TimestampTzGetDatum(d->change->c.changed_at), false);
 	}
-	qu_exec_columns(PLAN_DEAD, (QuColumn *[]) {&id, &seq, &type, &topic, &task_id, &body,
+	qu_exec_columns(PLAN_DEAD, (TeColumn *[]) {&id, &seq, &type, &topic, &task_id, &body,
 		&attempts, &status, &error, &created_at}, 10, SPI_OK_INSERT);
 }
 
@@ -1078,26 +908,26 @@ static void
 qu_record_resends(QuRound *r)
 {
 	int			cap = r->nresends + 1;
-	QuColumn	ok = qu_column(UUIDOID, cap),
-				failed = qu_column(UUIDOID, cap),
-				status = qu_column(INT4OID, cap),
-				error = qu_column(TEXTOID, cap);
+	TeColumn	ok = te_column(UUIDOID, cap),
+				failed = te_column(UUIDOID, cap),
+				status = te_column(INT4OID, cap),
+				error = te_column(TEXTOID, cap);
 
 	for (int i = 0; i < r->nresends; i++)
 	{
 		QuResend   *d = &r->resends[i];
 
 		if (d->published)
-			qu_add(&ok, UUIDPGetDatum(&d->id), false);
+			te_column_add(&ok, UUIDPGetDatum(&d->id), false);
 		else
 		{
-			qu_add(&failed, UUIDPGetDatum(&d->id), false);
-			qu_add(&status, Int32GetDatum(d->status), false);
-			qu_add_text(&error, d->error);
+			te_column_add(&failed, UUIDPGetDatum(&d->id), false);
+			te_column_add(&status, Int32GetDatum(d->status), false);
+			te_column_add_text(&error, d->error);
 		}
 	}
-	qu_exec_columns(PLAN_RESENT_OK, (QuColumn *[]) {&ok}, 1, SPI_OK_DELETE);
-	qu_exec_columns(PLAN_RESENT_FAILED, (QuColumn *[]) {&failed, &status, &error}, 3, SPI_OK_UPDATE);
+	qu_exec_columns(PLAN_RESENT_OK, (TeColumn *[]) {&ok}, 1, SPI_OK_DELETE);
+	qu_exec_columns(PLAN_RESENT_FAILED, (TeColumn *[]) {&failed, &status, &error}, 3, SPI_OK_UPDATE);
 }
 
 /*
@@ -1110,67 +940,63 @@ static void
 qu_record_retry(QuRound *r)
 {
 	int			cap = r->nchanges + 1;
-	QuColumn	gone = qu_column(INT8OID, cap),
-				tasks = qu_column(TEXTOID, cap);
-	QuColumn	cols[2][6];
+	TeColumn	gone = te_column(INT8OID, cap),
+				tasks = te_column(TEXTOID, cap);
+	TeColumn	cols[2][6];
 
 	for (int k = 0; k < 2; k++)
 	{
-		cols[k][0] = qu_column(INT8OID, cap);
-		cols[k][1] = qu_column(INT4OID, cap);
-		cols[k][2] = qu_column(INT4OID, cap);
-		cols[k][3] = qu_column(TIMESTAMPTZOID, cap);
-		cols[k][4] = qu_column(INT4OID, cap);
-		cols[k][5] = qu_column(TEXTOID, cap);
+		cols[k][0] = te_column(INT8OID, cap);
+		cols[k][1] = te_column(INT4OID, cap);
+		cols[k][2] = te_column(INT4OID, cap);
+		cols[k][3] = te_column(TIMESTAMPTZOID, cap);
+		cols[k][4] = te_column(INT4OID, cap);
+		cols[k][5] = te_column(TEXTOID, cap);
 	}
 	for (int i = 0; i < r->nchanges; i++)
 	{
 		QuChange   *ch = &r->changes[i];
-		QuColumn   *c = cols[ch->in_retry ? 0 : 1];
+		TeColumn   *c = cols[ch->in_retry ? 0 : 1];
 		bool		settled = ch->done == ch->slots && !ch->blocked;
 
 		if (ch->in_retry && settled)
 		{
-			qu_add(&gone, Int64GetDatum(ch->c.seq), false);
-			qu_add_text(&tasks, ch->c.task_id);
+			te_column_add(&gone, Int64GetDatum(ch->c.seq), false);
+			te_column_add_text(&tasks, ch->c.task_id);
 			continue;
 		}
 		if (settled || (ch->in_retry && !ch->dirty))
 			continue;
 		if (!ch->in_retry && !ch->failed)
-			qu_add_text(&tasks, ch->c.task_id);
-		qu_add(&c[0], Int64GetDatum(ch->c.seq), false);
-		qu_add(&c[1], Int32GetDatum(ch->done), false);
-		qu_add(&c[2], Int32GetDatum(ch->attempts), false);
-		qu_add(&c[3], TimestampTzGetDatum(ch->next_attempt_at), !ch->failed);
-		qu_add(&c[4], Int32GetDatum(ch->last_status), false);
-		qu_add_text(&c[5], ch->last_error);
+			te_column_add_text(&tasks, ch->c.task_id);
+		te_column_add(&c[0], Int64GetDatum(ch->c.seq), false);
+		te_column_add(&c[1], Int32GetDatum(ch->done), false);
+		te_column_add(&c[2], Int32GetDatum(ch->attempts), false);
+		te_column_add(&c[3], TimestampTzGetDatum(ch->next_attempt_at), !ch->failed);
+		te_column_add(&c[4], Int32GetDatum(ch->last_status), false);
+		te_column_add_text(&c[5], ch->last_error);
 	}
-	qu_exec_columns(PLAN_RETRY_DELETE, (QuColumn *[]) {&gone}, 1, SPI_OK_DELETE);
-	qu_exec_columns(PLAN_RETRY_UPDATE, (QuColumn *[]) {&cols[0][0], &cols[0][1], &cols[0][2],
+	qu_exec_columns(PLAN_RETRY_DELETE, (TeColumn *[]) {&gone}, 1, SPI_OK_DELETE);
+	qu_exec_columns(PLAN_RETRY_UPDATE, (TeColumn *[]) {&cols[0][0], &cols[0][1], &cols[0][2],
 		&cols[0][3], &cols[0][4], &cols[0][5]}, 6, SPI_OK_UPDATE);
-	qu_exec_columns(PLAN_RETRY_INSERT, (QuColumn *[]) {&cols[1][0], &cols[1][1], &cols[1][2],
+	qu_exec_columns(PLAN_RETRY_INSERT, (TeColumn *[]) {&cols[1][0], &cols[1][1], &cols[1][2],
 		&cols[1][3], &cols[1][4], &cols[1][5]}, 6, SPI_OK_INSERT);
-	qu_exec_columns(PLAN_RETRY_HEADS, (QuColumn *[]) {&tasks}, 1, SPI_OK_UPDATE);
+	qu_exec_columns(PLAN_RETRY_HEADS, (TeColumn *[]) {&tasks}, 1, SPI_OK_UPDATE);
 }
 
 /*
- * Check a cursor before it is written: holes in order, apart, below hi.  A
- * cursor that is not so would lose or repeat changes; better an ERROR (the
- * round is not recorded, and is sent again).
+ * Check a cursor before it is written (qu_cursor_bad_hole()).  A cursor
+ * that is not so would lose or repeat changes; better an ERROR (the round
+ * is not recorded, and is sent again).
  */
 static void
 qu_cursor_check(const QuCursor *c)
 {
-	for (int i = 0; i < c->nholes; i++)
-	{
-		const QuRange *h = &c->holes[i];
+	int			i = qu_cursor_bad_hole(c);
 
-		if (h->lo < 1 || h->lo > h->hi || h->hi > c->hi ||
-			(i > 0 && h->lo <= c->holes[i - 1].hi))
-			elog(ERROR, "taskevents: the queue cursor is inconsistent (hole %d: " INT64_FORMAT ".." INT64_FORMAT ", hi " INT64_FORMAT ")",
-				 i, h->lo, h->hi, c->hi);
-	}
+	if (i >= 0)
+		elog(ERROR, "taskevents: the queue cursor is inconsistent (hole %d: " INT64_FORMAT ".." INT64_FORMAT ", hi " INT64_FORMAT ")",
+			 i, c->holes[i].lo, c->holes[i].hi, c->hi);
 }
 
 /* Write the cursor, when it moved; now and then drop old ticks. */
@@ -1178,18 +1004,17 @@ static void
 qu_record_cursor(const QuRound *r)
 {
 	const QuCursor *c = &r->cursor;
-	QuColumn	lo,
+	TeColumn	lo,
 				hi;
 	Datum		args[3];
 
 	qu_cursor_check(c);
-	if (c->hi != qu_cursor.hi || c->nholes != qu_cursor.nholes ||
-		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) != 0)
+	if (!qu_cursor_equal(c, &qu_cursor))
 	{
 		qu_cursor_columns(c, &lo, &hi);
 		args[0] = Int64GetDatum(c->hi);
-		args[1] = qu_array(&lo);
-		args[2] = qu_array(&hi);
+		args[1] = te_column_array(&lo);
+		args[2] = te_column_array(&hi);
 		(void) qu_exec(PLAN_TICK, args, SPI_OK_INSERT);
 	}
 	if (TimestampDifferenceExceeds(qu_last_prune, GetCurrentTimestamp(), 60000))
@@ -1210,18 +1035,8 @@ qu_retention_over(int table)
 		return true;
 	if (qu_exec(PLAN_NEWEST_0 + table, NULL, SPI_OK_SELECT) == 0)
 		return true;
-	newest = DatumGetTimestampTz(qu_get(0, 1, &isnull));
+	newest = DatumGetTimestampTz(te_spi_get(0, 1, &isnull));
 	return GetCurrentTimestamp() - newest > (int64) te_retention_s * USECS_PER_SEC;
-}
-
-/* The last run of numbers of table t that is over, with last given out: -1 when none. */
-static int64
-qu_last_run(int t, int64 last)
-{
-	int64		current = (last + 1) / TE_QUEUE_RUN;
-	int64		run = current - ((current - t) % TE_QUEUE_TABLES + TE_QUEUE_TABLES) % TE_QUEUE_TABLES;
-
-	return run == current ? -1 : run;
 }
 
 /* Is a table ready to be emptied, and not yet? */
@@ -1357,7 +1172,7 @@ qu_older_snapshots_gone(QuReady *q)
  * Empty the queue tables whose changes are all read and whose run of
  * numbers is over: table t holds runs k with k % 3 == t; once the run being
  * written is a later one and the cursor is past the end of t's last run, no
- * change in t is waiting and none is being written.  The record that first
+ * change in t is waiting and none is being written (qu_run_to_empty()).  The record that first
  * finds so is noted (ready); the table is emptied only once every snapshot
  * that can read it sees that record, so none sees its changes unread and
  * the table empty.  The lock is taken without waiting (a reader keeps the
@@ -1368,18 +1183,16 @@ qu_older_snapshots_gone(QuReady *q)
 static int
 qu_empty_tables(const QuRound *r)
 {
-	int64		done = r->cursor.nholes > 0 ? r->cursor.holes[0].lo - 1 : r->cursor.hi;
 	int			found_ready = 0;
 
 	for (int t = 0; t < TE_QUEUE_TABLES; t++)
 	{
-		int64		run = qu_last_run(t, r->last_seq);
+		int64		run = qu_run_to_empty(t, r->last_seq, &r->cursor, qu_emptied_run[t]);
 		char		name[16];
 		char		sql[64];
 		Oid			relid;
 
-		if (run < 0 || qu_emptied_run[t] == run ||
-			done < (run + 1) * TE_QUEUE_RUN - 1 || !qu_retention_over(t))
+		if (run < 0 || !qu_retention_over(t))
 			continue;
 		if (qu_ready[t].run != run)
 		{
@@ -1392,7 +1205,7 @@ qu_empty_tables(const QuRound *r)
 		relid = te_outbox_relid(name, false);
 		if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
 			continue;
-		if ((qu_last_seq() + 1) / TE_QUEUE_RUN > run + TE_QUEUE_TABLES - 1)
+		if (qu_run_taken_again(run, qu_last_seq()))
 		{
 			UnlockRelationOid(relid, AccessExclusiveLock);
 			continue;
@@ -1412,14 +1225,12 @@ qu_empty_tables(const QuRound *r)
 bool
 qu_record(QuRound *r)
 {
-	const QuCursor *c = &r->cursor;
 	int			ready;
 	TransactionId xid;
 
 	/* An idle round that moved nothing records nothing (but empties a table that waits). */
 	if (r->nchanges == 0 && r->nresends == 0 && r->dead == NIL && !qu_empty_waiting() &&
-		c->hi == qu_cursor.hi && c->nholes == qu_cursor.nholes &&
-		memcmp(c->holes, qu_cursor.holes, sizeof(QuRange) * c->nholes) == 0)
+		qu_cursor_equal(&r->cursor, &qu_cursor))
 		return true;
 	if (!qu_begin("taskevents: recording"))
 		return false;

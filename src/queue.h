@@ -11,6 +11,7 @@
 #include "utils/uuid.h"
 
 #include "cloudevent.h"
+#include "cursor.h"
 
 /* A claimed change: from the queue tables, or from taskevents.retry. */
 typedef struct QuChange
@@ -55,21 +56,6 @@ typedef struct QuResend
 	int			status;
 	const char *error;
 } QuResend;
-
-/* A hole: sequence numbers not yet seen, [lo, hi]. */
-typedef struct QuRange
-{
-	int64		lo;
-	int64		hi;
-} QuRange;
-
-/* Where the queue has been read up to (see queue.c). */
-typedef struct QuCursor
-{
-	int64		hi;
-	QuRange    *holes;
-	int			nholes;
-} QuCursor;
 
 /* One round's work. */
 typedef struct QuRound

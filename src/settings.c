@@ -21,8 +21,8 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
-#include "dapr.h"
 #include "settings.h"
+#include "url.h"
 
 bool		te_enabled = true;
 bool		te_dapr_enabled = true;
@@ -121,9 +121,9 @@ check_path_segment(char **newval, void **extra, GucSource source)
 static bool
 check_host(char **newval, void **extra, GucSource source)
 {
-	char		url[TE_DAPR_URL_LEN];
+	char		url[TE_BASE_URL_LEN];
 
-	if (te_dapr_base_url(*newval, 1, url))
+	if (te_base_url(*newval, 1, url))
 		return true;
 	GUC_check_errdetail("taskevents.host must be a host name, an IPv4 address or an IPv6 address, without a port or a scheme (the port is taskevents.port).");
 	return false;

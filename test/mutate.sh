@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The mutation check: plants each bug of test/mutants.txt in a clean copy of
 # src/, one at a time, builds it and runs the tests listed as expected to
-# kill it (pg_regress, isolation and TAP files, the fastest first), stopping at
-# the first failure.  A mutant is killed when a test fails, survives when
-# all pass.  Prints one line per mutant and the totals; exits 1 when one
+# kill it (the unit tests, pg_regress, isolation and TAP files, the fastest
+# first), stopping at the first failure.  A mutant is killed when a test
+# fails, survives when all pass.  Prints one line per mutant and the totals; exits 1 when one
 # survived or did not build.  On PostgreSQL 15 (the host's), as the test
 # command runs it: the servers as the unprivileged user.
 #
@@ -106,6 +106,7 @@ for m in "${MUTANTS[@]}"; do
             case $t in
             regress:*) as_user make -s installcheck TAP_TESTS= ISOLATION= REGRESS="${t#regress:}" ;;
             isolation:*) as_user make -s installcheck TAP_TESTS= REGRESS= ISOLATION="${t#isolation:}" ;;
+            unit) as_user make -s unitcheck ;;
             *) as_user make -s installcheck REGRESS= ISOLATION= PROVE_TESTS="test/$t" ;;
             esac >"logs/$id.$$.log" 2>&1
             rc=$?

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every test: the fake sidecar's self-test, the deployment files' checks,
-# the consumer's contract (schema/), pg_regress (SQL-visible behaviour),
-# the isolation specs (races between sessions, each interleaving spelled
-# out) and the TAP tests (worker, faults, restarts, crashes; each event
-# they deliver checked against schema/), the servers run by an unprivileged user, on every
+# Every test: the fake sidecar's self-test, the unit tests of the queue's
+# arithmetic, the deployment files' checks, the consumer's contract
+# (schema/), pg_regress (SQL-visible behaviour), the isolation specs (races
+# between sessions, each interleaving spelled out) and the TAP tests
+# (worker, faults, restarts, crashes; each event they deliver checked
+# against schema/), the servers run by an unprivileged user, on every
 # supported PostgreSQL: 15 on the host, 17 and 18 in cached Debian chroots
 # (test/pgversions.sh).  Ends with one summary line per version.  Installs
 # what is missing on a fresh Debian 12 machine.
@@ -68,6 +69,9 @@ run_suite() {
 
 echo "== test/sidecar: the Dapr-compatible test sidecar"
 run_suite sidecar as_user make -s -C test/sidecar check || true
+
+echo "== test/unit: the queue's arithmetic (src/cursor.c), outside the server"
+run_suite unit as_user make -s unitcheck || true
 
 # The deployment files and the scripts, the same on every version: on the
 # host's pass.
