@@ -38,11 +38,4 @@
 #define TE_DATABASE_OWNERCHECK(dboid, role) pg_database_ownercheck((dboid), (role))
 #endif
 
-/* A WaitEventSet for the life of the process (17 ties sets to a resource owner). */
-#if PG_VERSION_NUM >= 170000
-#define TE_CREATE_WAIT_SET(nevents) CreateWaitEventSet(NULL, (nevents))
-#else
-#define TE_CREATE_WAIT_SET(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
-#endif
-
 #endif							/* TASKEVENTS_COMPAT_H */

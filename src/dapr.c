@@ -10,43 +10,23 @@
  * cache keeps up to taskevents.concurrency connections alive.
  *
  * Nothing here raises an ERROR while transfers are live: failures become
- * request outcomes.
- *
- * te_dapr_wait() is the worker's one wait: for its latch (interrupts, a
- * commit), the postmaster's death, libcurl's sockets and timeouts at once.
- * libcurl tells which sockets it waits on (CURLMOPT_SOCKETFUNCTION); they
- * are kept in an epoll set whose one descriptor sits in a WaitEventSet with
- * the latch, as pg_net does it.  The caller checks for interrupts after
- * each wait.
+ * request outcomes.  The caller checks for interrupts between calls to
+ * te_dapr_wait(), whose waits are short.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <sys/epoll.h>
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
-#include "miscadmin.h"
-#include "pgstat.h"
-#include "storage/latch.h"
 #include "utils/memutils.h"
-#include "utils/timestamp.h"
 
-#include "compat.h"
 #include "dapr.h"
 #include "settings.h"
 #include "url.h"
 
 static CURLM *dp_multi = NULL;
-
-/* The wait: the latch, the postmaster, and the epoll set of libcurl's sockets. */
-static WaitEventSet *dp_wait_set = NULL;
-static int	dp_epoll = -1;
-static TimestampTz dp_timer_at = 0; /* when libcurl wants its timeout action; 0: never */
-static CURL *dp_next_done = NULL;	/* a finished transfer read ahead, and its result */
-static CURLcode dp_next_result;
-static bool dp_latch_was_set = false;	/* since te_dapr_woken() last said */
 static struct curl_slist *dp_headers = NULL;	/* single publish */
 static struct curl_slist *dp_bulk_headers = NULL;
 static char dp_base[TE_BASE_URL_LEN];	/* http://host:port */
@@ -89,52 +69,6 @@ dp_header_list(struct curl_slist *old, const char *content_type, const char *tok
 }
 
 /* (Re)read the settings: base URL, headers, connection limits. */
-/* libcurl's socket callback: the epoll set follows what each socket waits for. */
-static int
-dp_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct epoll_event ev = {0};
-
-	if (what == CURL_POLL_REMOVE)
-	{
-		(void) epoll_ctl(dp_epoll, EPOLL_CTL_DEL, s, NULL);
-		return 0;
-	}
-	ev.data.fd = s;
-	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-	if (epoll_ctl(dp_epoll, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-		(void) epoll_ctl(dp_epoll, EPOLL_CTL_ADD, s, &ev);
-	return 0;
-}
-
-/* libcurl's timer callback: when to call it with no socket ready. */
-static int
-dp_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	dp_timer_at = timeout_ms < 0 ? 0 : TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	return 0;
-}
-
-/* The multi handle and the wait, once per process. */
-static void
-dp_init(void)
-{
-	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
-		elog(ERROR, "taskevents: curl_global_init failed");
-	dp_multi = curl_multi_init();
-	if (dp_multi == NULL)
-		elog(ERROR, "taskevents: curl_multi_init failed");
-	dp_epoll = epoll_create1(EPOLL_CLOEXEC);
-	if (dp_epoll < 0)
-		elog(ERROR, "taskevents: epoll_create1 failed: %m");
-	curl_multi_setopt(dp_multi, CURLMOPT_SOCKETFUNCTION, dp_socket);
-	curl_multi_setopt(dp_multi, CURLMOPT_TIMERFUNCTION, dp_timer);
-	dp_wait_set = TE_CREATE_WAIT_SET(3);
-	AddWaitEventToSet(dp_wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(dp_wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(dp_wait_set, WL_SOCKET_READABLE, dp_epoll, NULL, NULL);
-}
-
 void
 te_dapr_configure(void)
 {
@@ -142,7 +76,13 @@ te_dapr_configure(void)
 	char	   *token = te_api_token();
 
 	if (dp_multi == NULL)
-		dp_init();
+	{
+		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+			elog(ERROR, "taskevents: curl_global_init failed");
+		dp_multi = curl_multi_init();
+		if (dp_multi == NULL)
+			elog(ERROR, "taskevents: curl_multi_init failed");
+	}
 	curl_multi_setopt(dp_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) te_concurrency);
 	curl_multi_setopt(dp_multi, CURLMOPT_MAXCONNECTS, (long) te_concurrency);
 
@@ -451,93 +391,30 @@ dp_finish(CURL *h, CURLcode result)
 	return req;
 }
 
-/* Tell libcurl what happened to its sockets, and its timeout when it is due. */
-static void
-dp_act(void)
-{
-	struct epoll_event events[64];
-	int			running;
-	int			n = epoll_wait(dp_epoll, events, lengthof(events), 0);
-
-	for (int i = 0; i < n; i++)
-	{
-		int			mask = 0;
-
-		if (events[i].events & EPOLLIN)
-			mask |= CURL_CSELECT_IN;
-		if (events[i].events & EPOLLOUT)
-			mask |= CURL_CSELECT_OUT;
-		if (events[i].events & (EPOLLERR | EPOLLHUP))
-			mask |= CURL_CSELECT_ERR;
-		curl_multi_socket_action(dp_multi, events[i].data.fd, mask, &running);
-	}
-	if (dp_timer_at != 0 && GetCurrentTimestamp() >= dp_timer_at)
-	{
-		dp_timer_at = 0;
-		curl_multi_socket_action(dp_multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	}
-}
-
-/* Has a transfer finished?  It is read ahead into dp_next_done. */
-static bool
-dp_finished(void)
-{
-	CURLMsg    *msg;
-	int			pending;
-
-	while (dp_next_done == NULL && (msg = curl_multi_info_read(dp_multi, &pending)) != NULL)
-	{
-		if (msg->msg == CURLMSG_DONE)
-		{
-			dp_next_done = msg->easy_handle;
-			dp_next_result = msg->data.result;
-		}
-	}
-	return dp_next_done != NULL;
-}
-
 /*
- * The worker's wait: up to timeout_ms, until a transfer moves, the latch is
- * set or libcurl's timeout is due.  Returns how many requests finished, up to
- * max_done, into done[].  The latch is reset here: te_dapr_woken() says
- * whether it was set.
+ * Move transfers along, waiting up to timeout_ms for activity; returns how
+ * many requests finished, into done[].
  */
 int
-te_dapr_wait(TeRequest **done, int max_done, long timeout_ms)
+te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
 {
+	int			running;
 	int			ndone = 0;
-	WaitEvent	event;
+	int			pending;
+	CURLMsg    *msg;
 
-	dp_act();					/* new transfers start on a timeout of 0 */
-	if (!dp_finished())
+	curl_multi_perform(dp_multi, &running);
+	if (running > 0 && running == dp_in_flight)
 	{
-		if (dp_timer_at != 0)
-			timeout_ms = Min(timeout_ms,
-							 TimestampDifferenceMilliseconds(GetCurrentTimestamp(), dp_timer_at));
-		if (WaitEventSetWait(dp_wait_set, timeout_ms, &event, 1, PG_WAIT_EXTENSION) > 0 &&
-			(event.events & WL_LATCH_SET))
-		{
-			ResetLatch(MyLatch);
-			dp_latch_was_set = true;
-		}
-		dp_act();
+		curl_multi_poll(dp_multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(dp_multi, &running);
 	}
-	while (ndone < max_done && dp_finished())
+	while (ndone < max_done && (msg = curl_multi_info_read(dp_multi, &pending)) != NULL)
 	{
-		done[ndone++] = dp_finish(dp_next_done, dp_next_result);
-		dp_next_done = NULL;
+		if (msg->msg == CURLMSG_DONE)
+			done[ndone++] = dp_finish(msg->easy_handle, msg->data.result);
 	}
 	return ndone;
-}
-
-/* Was the latch set since this was last asked? */
-bool
-te_dapr_woken(void)
-{
-	bool		woken = dp_latch_was_set;
-
-	dp_latch_was_set = false;
-	return woken;
 }
 
 /*
@@ -581,5 +458,4 @@ te_dapr_abort_all(void)
 		curl_easy_cleanup(dp_live[i]);
 	}
 	dp_in_flight = 0;
-	dp_next_done = NULL;
 }

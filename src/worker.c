@@ -499,7 +499,6 @@ taskevents_worker_main(Datum arg)
 		if (wk_held == NULL)
 			MemoryContextReset(wk_cxt);
 		ResetLatch(MyLatch);
-		(void) te_dapr_woken();
 		st_check_alive();
 		wk_reload();
 
@@ -522,9 +521,10 @@ taskevents_worker_main(Datum arg)
 		 * fewer and larger rounds cost the worker less per event.
 		 */
 		if (wk_sent && sleep_ms > 0)
-			pg_usleep(Min(sleep_ms, WK_GATHER_MS) * 1000L);
-		/* a commit, a reload or a signal during the step: no sleep */
-		if (sleep_ms > 0 && !te_dapr_woken())
-			(void) te_dapr_wait(NULL, 0, sleep_ms);
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(sleep_ms, WK_GATHER_MS), PG_WAIT_EXTENSION);
+		if (sleep_ms > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
 	}
 }

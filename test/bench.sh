@@ -36,7 +36,7 @@
 #          taskevents.backfill() through the fake sidecar, then through the
 #          real daprd and Kafka of real (below): rows/s; and the writers'
 #          latency p99 (pgbench -R 200 of the lifecycle) during the backfill
-#          against without.
+#          against without.  BENCH_BACKFILL_REAL=0: the fake sidecar only.
 # real     (only when named) the real pipeline of test/real/lib.sh: a real
 #          daprd and Apache Kafka (built or fetched once, cached), a Kafka
 #          consumer reading every record; drain of 40,000 events per request
@@ -504,10 +504,12 @@ bench_backfill() {
     backfill_run "the fake sidecar" backfill "$rows"
     stop_sidecar
     psql_ -d postgres -c 'DROP DATABASE backfill WITH (FORCE)'
-    real_pipeline
-    backfill_run "real daprd + Kafka" backfill_real "$rows"
-    real_stop_all
-    EVENTS_RESET=sidecar_reset EVENTS_COUNT=sidecar_events
+    if [ "${BENCH_BACKFILL_REAL:-1}" = 1 ]; then   # 0: the fake sidecar only (10 million rows, say)
+        real_pipeline
+        backfill_run "real daprd + Kafka" backfill_real "$rows"
+        real_stop_all
+        EVENTS_RESET=sidecar_reset EVENTS_COUNT=sidecar_events
+    fi
     note "backfill: $rows tasks inserted and delivered first; then pgbench -R 200 of the lifecycle for 20 s (-l: every transaction's latency) alone, then again while taskevents.backfill() of the whole table runs (chunks of 1,000 rows, no rate limit), timed from the call until its state is done and nothing is queued (the writers' changes come and go); the writers' latency over the 20 s, part of which may follow the backfill when it is quicker. Bulk publish (taskevents.bulk = auto, which both sidecars have). Real: daprd $("$REAL_DAPRD" --version) and Kafka $KAFKA_VERSION as in bench real (a fresh broker, 3 partitions per topic, producerRequiredAcks all); delivered means daprd answered, after Kafka's acknowledgement; a consumer reads every record meanwhile on the same cores."
 }
 
