@@ -31,8 +31,8 @@
  * role settings say.  No ERROR escapes the loop: each step runs inside
  * PG_TRY, and the catch reports, aborts the transaction, drops transfers and
  * resets the memory, which is also reset after every step (but a round held
- * for the standbys keeps its own).  Events sent but
- * not recorded when the worker stops are sent again later, with their ids.
+ * for the standbys keeps its own).  Events sent but not recorded when the
+ * worker stops are sent again later, with their ids.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -52,7 +52,6 @@
 #include "utils/memutils.h"
 
 #include "backfill.h"
-#include "compat.h"
 #include "dapr.h"
 #include "durable.h"
 #include "queue.h"
