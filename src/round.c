@@ -31,7 +31,6 @@ typedef struct RdTail
 	RdEvent    *tail;
 } RdTail;
 
-
 /* One bulk publish request and the events it carries. */
 typedef struct RdBulk
 {

@@ -30,6 +30,7 @@ typedef struct RdEvent
 	struct RdEvent *next;		/* next event of the same task */
 } RdEvent;
 
+/* A FIFO of events free to go. */
 typedef struct RdQueue
 {
 	RdEvent   **items;
