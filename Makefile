@@ -45,7 +45,7 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --temp-instance=$(CURDIR)/t
 # TAP: the worker, faults, restarts and crashes.
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
-PROVE_FLAGS = --timer
+PROVE_FLAGS = --timer -j2
 
 EXTRA_CLEAN = tmp_regress tmp_isolation tmp_check test/unit/unit
 

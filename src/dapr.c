@@ -10,16 +10,24 @@
  * cache keeps up to taskevents.concurrency connections alive.
  *
  * Nothing here raises an ERROR while transfers are live: failures become
- * request outcomes.  The caller checks for interrupts between calls to
- * te_dapr_wait(), whose waits are short.
+ * request outcomes.  te_dapr_wait() is the worker's one wait: on the latch
+ * when no transfer runs, else in curl's poll of the transfers' sockets,
+ * which the postmaster's death and a signal (te_dapr_wake(), from the
+ * worker's handlers) cut short; the caller checks for interrupts after it.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/postmaster.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 
 #include "dapr.h"
@@ -30,6 +38,7 @@ static CURLM *dp_multi = NULL;
 static struct curl_slist *dp_headers = NULL;	/* single publish */
 static struct curl_slist *dp_bulk_headers = NULL;
 static char dp_base[TE_BASE_URL_LEN];	/* http://host:port */
+static int	dp_wake_pipe[2] = {-1, -1};	/* a signal's byte for curl's poll */
 
 /* Transfers in flight, so that error recovery can drop them. */
 #define DP_MAX_LIVE (1024 + 1)
@@ -82,6 +91,10 @@ te_dapr_configure(void)
 		dp_multi = curl_multi_init();
 		if (dp_multi == NULL)
 			elog(ERROR, "taskevents: curl_multi_init failed");
+		if (pipe(dp_wake_pipe) != 0 ||
+			fcntl(dp_wake_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
+			fcntl(dp_wake_pipe[1], F_SETFL, O_NONBLOCK) != 0)
+			elog(ERROR, "taskevents: could not create a pipe: %m");
 	}
 	curl_multi_setopt(dp_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) te_concurrency);
 	curl_multi_setopt(dp_multi, CURLMOPT_MAXCONNECTS, (long) te_concurrency);
@@ -392,8 +405,47 @@ dp_finish(CURL *h, CURLcode result)
 }
 
 /*
- * Move transfers along, waiting up to timeout_ms for activity; returns how
- * many requests finished, into done[].
+ * Wake te_dapr_wait() out of curl's poll: for a signal handler (a write to
+ * a pipe, the self-pipe trick), so that an interrupt is seen at once.
+ */
+void
+te_dapr_wake(void)
+{
+	int			save_errno = errno;
+
+	if (dp_wake_pipe[1] >= 0 && write(dp_wake_pipe[1], "", 1) < 0)
+	{
+		/* full (EAGAIN): a wake is pending already */
+	}
+	errno = save_errno;
+}
+
+/*
+ * Wait in curl's poll for the transfers' sockets, the wake pipe or the
+ * postmaster's death (its pipe ends), at most timeout_ms.
+ */
+static void
+dp_poll(int timeout_ms)
+{
+	struct curl_waitfd extra[2] = {
+		{.fd = dp_wake_pipe[0],.events = CURL_WAIT_POLLIN},
+		{.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH],.events = CURL_WAIT_POLLIN},
+	};
+	char		buf[64];
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	curl_multi_poll(dp_multi, extra, lengthof(extra), timeout_ms, NULL);
+	pgstat_report_wait_end();
+	if (extra[0].revents != 0)
+		while (read(dp_wake_pipe[0], buf, sizeof(buf)) > 0)
+			;
+}
+
+/*
+ * The worker's one wait, at most timeout_ms: with no transfer running, on
+ * the latch (and the postmaster's death); else until a transfer has
+ * something to do, a signal or the postmaster's death.  Moves transfers
+ * along; returns how many requests finished, into done[].
  */
 int
 te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
@@ -403,10 +455,16 @@ te_dapr_wait(TeRequest **done, int max_done, int timeout_ms)
 	int			pending;
 	CURLMsg    *msg;
 
-	curl_multi_perform(dp_multi, &running);
-	if (running > 0 && running == dp_in_flight)
+	if (dp_in_flight == 0)
 	{
-		curl_multi_poll(dp_multi, NULL, 0, timeout_ms, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		return 0;
+	}
+	curl_multi_perform(dp_multi, &running);
+	if (running == dp_in_flight)
+	{
+		dp_poll(timeout_ms);
 		curl_multi_perform(dp_multi, &running);
 	}
 	while (ndone < max_done && (msg = curl_multi_info_read(dp_multi, &pending)) != NULL)

@@ -45,6 +45,7 @@ typedef struct TeRequest
 extern void te_dapr_configure(void);
 extern void te_dapr_start(TeRequest *req);
 extern int	te_dapr_wait(TeRequest **done, int max_done, int timeout_ms);
+extern void te_dapr_wake(void);
 extern int	te_dapr_in_flight(void);
 extern void te_dapr_abort_all(void);
 extern const char *te_dapr_endpoint(void);

@@ -558,6 +558,20 @@ rd_note_slow(RdRound *r)
 				  errdetail("A request given up may still be published; its events would then be published twice.")));
 }
 
+/* How long the send may wait for answers: until a silence is due to be noted. */
+static int
+rd_wait_ms(const RdRound *r)
+{
+	long		secs;
+	int			usecs;
+
+	if (r->slow_logged)
+		return te_timeout_ms;	/* curl's own timeouts end it sooner */
+	TimestampDifference(GetCurrentTimestamp(),
+						TimestampTzPlusMilliseconds(r->last_answer, RD_SLOW_MS), &secs, &usecs);
+	return (int) Max(secs * 1000 + usecs / 1000, 1);
+}
+
 /* A stage of the round has ended: note how long it took. */
 void
 rd_stage(RdRound *r, RdStage stage)
@@ -615,7 +629,7 @@ rd_send(RdRound *r, bool bulk)
 		}
 		in_flight = te_dapr_in_flight();
 		waited = GetCurrentTimestamp();
-		n = te_dapr_wait(done, lengthof(done), 100);
+		n = te_dapr_wait(done, lengthof(done), rd_wait_ms(r));
 		now = GetCurrentTimestamp();
 		r->in_flight_us += (double) in_flight * (now - waited);
 		if (n > 0)

@@ -17,7 +17,10 @@
  *	5. record the outcomes (queue.c) in another short transaction.
  *
  * The worker's slot in shared memory (state, last error, counters) is
- * status.c's.
+ * status.c's.  It waits in one place, te_dapr_wait() (dapr.c): on the latch
+ * when nothing is in flight, else in curl's poll of the sidecar's sockets,
+ * which SIGTERM and procsignals (through the handlers below) and the
+ * postmaster's death end at once as the latch would.
  *
  * When a round gets no HTTP answer at all (refused, reset, timed out), the
  * worker asks the sidecar's readiness endpoint at once.  No answer there
@@ -47,6 +50,7 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/procsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -189,7 +193,7 @@ wk_ask(TeRequest *req)
 	te_dapr_start(req);
 	while (req->handle != NULL)
 	{
-		(void) te_dapr_wait(done, 1, 100);
+		(void) te_dapr_wait(done, 1, te_timeout_ms);	/* curl gives it up sooner */
 		st_check_alive();
 	}
 }
@@ -470,6 +474,24 @@ wk_recover(void)
 	RESUME_INTERRUPTS();
 }
 
+/*
+ * PostgreSQL's handlers for SIGTERM and for procsignals (a barrier, say), then
+ * a wake for the wait in curl's poll, which the latch does not end.
+ */
+static void
+wk_die(SIGNAL_ARGS)
+{
+	die(postgres_signal_arg);
+	te_dapr_wake();
+}
+
+static void
+wk_procsignal(SIGNAL_ARGS)
+{
+	procsignal_sigusr1_handler(postgres_signal_arg);
+	te_dapr_wake();
+}
+
 /* Entry point of a database's delivery worker. */
 void
 taskevents_worker_main(Datum arg)
@@ -477,7 +499,8 @@ taskevents_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, wk_die);
+	pqsignal(SIGUSR1, wk_procsignal);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	wk_pin_environment();
@@ -523,7 +546,6 @@ taskevents_worker_main(Datum arg)
 			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 Min(sleep_ms, WK_GATHER_MS), PG_WAIT_EXTENSION);
 		if (sleep_ms > 0)
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 sleep_ms, PG_WAIT_EXTENSION);
+			(void) te_dapr_wait(NULL, 0, sleep_ms);
 	}
 }

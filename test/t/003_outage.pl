@@ -103,6 +103,29 @@ $dapr->mode(mode => 'ok', healthz => 204);
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.concurrency; SELECT pg_reload_conf();');
 wait_drained($node, 'drained after the hang with a backlog', 20);
 
+# A publish daprd never answers, with the default timeout (5 minutes): once
+# the silence is noted, the worker waits in curl's poll with no timer of its
+# own, and still takes a procsignal barrier at once (DROP DATABASE waits
+# for every backend's), and SIGTERM.  (Its exit on the postmaster's death:
+# 012_worker_lifecycle.)
+$node->safe_psql('postgres', 'CREATE DATABASE spare');
+$node->safe_psql('postgres', "ALTER SYSTEM SET taskevents.timeout = '300s'; SELECT pg_reload_conf();");
+$dapr->mode(mode => 'hang');
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'into the silence')");
+ok($node->wait_for_log(qr/has not answered 1 requests for 10 s/, $offset), 'the silence is noted');
+my $timed_out = 0;
+$node->psql('postgres', 'DROP DATABASE spare', timeout => 30, timed_out => \$timed_out);
+ok(!$timed_out && $node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'spare'") eq '0',
+	'DROP DATABASE does not wait for the unanswered publish');
+my $worker = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'taskevents worker'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($worker)");
+wait_until('the worker in the silence exits on SIGTERM', sub { !-e "/proc/$worker" }, 30);
+$dapr->mode(mode => 'ok');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET taskevents.timeout; SELECT pg_reload_conf();");
+wait_drained($node, 'the silenced change delivered by the next worker', 30);
+
 # Only one kind of summary during a long outage, not a line per event.
 my $log = slurp_file($node->logfile);
 my $per_event = () = $log =~ /outcome=retry/g;

@@ -188,5 +188,31 @@ note "worker RssAnon peak: $peak kB while delivering 40 changes of 3 MB";
 cmp_ok($peak, '<', 100 * 1024, 'the worker never held all 120 MB of titles (and their events) at once');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '0', 'every huge event delivered');
 
+
+# 6. An event that cannot be built: the worker runs out of memory building
+# it (its address space capped with prlimit 384 MB above its size; a title
+# of 60 MB of control characters escapes to 360 MB of JSON, which the claim
+# never holds).  The error becomes the change's dead letters, the next
+# change is delivered, and building left nothing behind: the same worker,
+# no lock, its private memory back to what it was.
+my $status = sub { my %st = slurp_file("/proc/$pid/status") =~ /^(\w+):\s+(\d+)/mg; \%st };
+my $before = $status->();
+system('prlimit', "--pid=$pid", '--as=' . ($before->{VmSize} + 384 * 1024) * 1024) == 0
+  or die 'prlimit failed';
+$node->safe_psql('postgres',
+	"INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), repeat(chr(1), 60 * 1024 * 1024))");
+my $next = $node->safe_psql('postgres',
+	"INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'after the unbuildable') RETURNING id");
+wait_drained($node, 'the unbuildable change settled', 60);
+like($node->safe_psql('postgres', 'SELECT string_agg(DISTINCT last_error, \',\') FROM taskevents.dead_letter'),
+	qr/^the event could not be built: out of memory$/, 'the unbuildable change is dead-lettered, saying why');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM taskevents.dead_letters'), '2', '... both of its events');
+is(title_of($next), 'after the unbuildable', 'the next change is delivered');
+is($node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'taskevents worker' AND datname = 'postgres'"),
+	$pid, 'by the same worker');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_locks WHERE pid = $pid"), '0', 'which holds no lock');
+my $after = $status->();
+note "worker RssAnon $before->{RssAnon} kB before, $after->{RssAnon} kB after";
+cmp_ok($after->{RssAnon}, '<', $before->{RssAnon} + 64 * 1024, 'nor the memory of the failed build');
 $node->stop;
 done_testing();

@@ -124,12 +124,16 @@ cmp_ok(scalar keys %full, '>=', 1, 'a database over max_databases is reported');
 is_deeply([ grep { $full{$_} > 1 } keys %full ], [], '... once each, not every second');
 $node->safe_psql('postgres', 'DROP DATABASE d5; DROP DATABASE d4; DROP DATABASE d3; DROP DATABASE d2; DROP DATABASE d1;');
 
-# 7. The postmaster dies in the middle of a long drain: the worker exits
-# within a moment, not when its rounds are done.
+# 7. The postmaster dies in the middle of a long drain, while the worker
+# waits on publishes the sidecar does not answer (timeout 5 minutes): the
+# worker exits within a moment, not when its rounds are done.
 $node->safe_psql('postgres', tasks_ddl() . 'CREATE EXTENSION taskevents;');
+$node->safe_psql('postgres', "ALTER SYSTEM SET taskevents.timeout = '300s'; SELECT pg_reload_conf();");
 $dapr->mode(mode => 'slow', ms => 200);
 insert('postgres', 2000, 'drain');
 wait_until('draining', sub { scalar @{ delivered_events($dapr) } > 0 });
+$dapr->mode(mode => 'hang');
+wait_until('publishes hang', sub { grep { ($_->{action} // '') eq 'hang' } @{ $dapr->records } });
 $pid = worker_pid('postgres');
 my $postmaster = $node->{_pid};
 kill 'KILL', $postmaster;
