@@ -628,6 +628,8 @@ rd_send(RdRound *r, bool bulk)
 			}
 		}
 		in_flight = te_dapr_in_flight();
+		if (in_flight == 0)
+			continue;			/* each settled at once (dapr_enabled off, say) */
 		waited = GetCurrentTimestamp();
 		n = te_dapr_wait(done, lengthof(done), rd_wait_ms(r));
 		now = GetCurrentTimestamp();

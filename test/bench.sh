@@ -170,6 +170,10 @@ DISCARD_QUEUE="DO \$\$ DECLARE t regclass; BEGIN
 # cpu PID: the CPU time a process has used, in clock ticks (user + system).
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 TICKS=$(getconf CLK_TCK)
+# cpu_trees: the machine's busy and idle ticks and those of the process trees
+# whose roots are $CPU_TREES (test/bench/cpu.py; with --add, its sums).
+# shellcheck disable=SC2086 # CPU_TREES: a list of pids
+cpu_trees() { if [ $# -gt 0 ]; then python3 "$WORK/test/bench/cpu.py" "$@"; else python3 "$WORK/test/bench/cpu.py" $CPU_TREES; fi; }
 
 # mem PID: "VmRSS RssAnon" of a process, in kB (0 0 when it is gone).
 # shellcheck disable=SC2002 # cat: a process gone gives awk no input, so zeros
@@ -202,6 +206,7 @@ drain() {
     $EVENTS_RESET
     read -r D_RSS D_ANON < <(mem "$pid")
     D_CPU=$(cpu "$pid")
+    [ -z "${CPU_TREES:-}" ] || D_TREES=$(cpu_trees)
     psql_ -d postgres -c 'ALTER SYSTEM SET taskevents.enabled = on'
     t0=$(q "$db" 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()')
     psql_ -d "$db" -At -c "DO \$\$ DECLARE give_up timestamptz := clock_timestamp() + interval '$((120 + n / 500)) s';
@@ -218,6 +223,7 @@ drain() {
         [ "$anon" -gt "$D_ANON" ] && D_ANON=$anon
         sleep "$3"
     done
+    [ -z "${CPU_TREES:-}" ] || D_TREES=$(cpu_trees --add "" "$D_TREES" "$(cpu_trees)")
     D_SECS=$([ ! -s "$out" ] || awk -v a="$t0" -v b="$(cat "$out")" 'BEGIN {printf "%.2f", b - a}')
     rm -f "$out"
     D_EVENTS=$($EVENTS_COUNT)
@@ -596,7 +602,7 @@ bench_real() {
         go build -o "$B/daprload" .)
     q real "INSERT INTO tasks (user_id, title) VALUES (gen_random_uuid(), 'Buy milk 1');
             SELECT event FROM taskevents.pending LIMIT 1" > "$B/event.json"
-    local c alone ours ratios log_at totals
+    local c alone ours ratios log_at totals s cpu_ours cpu_alone
     c=$(q real 'SHOW taskevents.concurrency')
     # the worker's rounds log their stages at DEBUG1 (test/bench/rounds.py)
     psql_ -d postgres -c 'ALTER SYSTEM SET log_min_messages = debug1' -c 'SELECT pg_reload_conf()' > /dev/null
@@ -604,25 +610,32 @@ bench_real() {
     # not counted, warm the broker's JIT and daprd's connections
     drain real 20000 0.1
     "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" > /dev/null
+    # where the CPU goes, ours and daprd alone: PostgreSQL (the worker
+    # included), daprd, Kafka, the consumer, the rest (daprload)
+    CPU_TREES="$(head -n 1 "$B/data/postmaster.pid") $DAPRD_PID $KAFKA_PID $CONSUMER_PID"
     for mode in "per request" bulk; do
         # per request: bulk = off; bulk: the default, auto, which daprd 1.18 gets
         setting bulk "$([ "$mode" = bulk ] && echo auto || echo off)"
-        ours="" alone="" got="" ratios=""
+        ours="" alone="" got="" ratios="" cpu_ours="" cpu_alone=""
         log_at=$(stat -c %s "$B/postgresql.log")
         for _ in $(seq "$rounds"); do
             drain real 20000 0.1
             ours+="$(rate 40000) "
             got+="$D_EVENTS "
+            cpu_ours=$(cpu_trees --add "$cpu_ours" "" "$D_TREES")
+            s=$(cpu_trees)
             # shellcheck disable=SC2046 # -bulk 500: two words, or none
             a=$("$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
                 $([ "$mode" = bulk ] && echo -bulk 500) | cut -d' ' -f3)
+            cpu_alone=$(cpu_trees --add "$cpu_alone" "$s" "$(cpu_trees)")
             alone+="$a "
             ratios+="$(awk -v o="$(rate 40000)" -v a="$a" 'BEGIN {printf "%.2f", o / a}') "
         done
         read -r -a totals < <(tail -c +"$((log_at + 1))" "$B/postgresql.log" | python3 "$WORK/test/bench/rounds.py" --totals)
         row "real daprd + Kafka: drain 40,000 events, $mode, against daprd alone" \
-            "$(echo "$ratios" | median) × ($(echo "$ours" | median) against $(echo "$alone" | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% }); our ${totals[0]} rounds spent claim ${totals[1]} s, build ${totals[2]} s, durable ${totals[3]} s, send ${totals[4]} s (${totals[6]} requests in flight on average), record ${totals[5]} s" "≥ 0.95" real
+            "$(echo "$ratios" | median) × ($(echo "$ours" | median) against $(echo "$alone" | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% }); our ${totals[0]} rounds spent claim ${totals[1]} s, build ${totals[2]} s, durable ${totals[3]} s, send ${totals[4]} s (${totals[6]} requests in flight on average), record ${totals[5]} s; CPU ours: $(cpu_trees --per $((40000 * rounds)) "$cpu_ours" PostgreSQL daprd Kafka consumer); daprd alone: $(cpu_trees --per $((40000 * rounds)) "$cpu_alone" PostgreSQL daprd Kafka consumer)" "≥ 0.95" real
     done
+    CPU_TREES=""
     local achieved="" hog log_at stages
     for mode in "per request" bulk "bulk, a CPU hog on one core"; do
         setting bulk "$([ "$mode" = "per request" ] && echo off || echo auto)"
