@@ -12,6 +12,7 @@ OBJS = \
 	src/outbox.o \
 	src/cloudevent.o \
 	src/shared.o \
+	src/horizon.o \
 	src/cursor.o \
 	src/inflight.o \
 	src/url.o \
@@ -45,13 +46,16 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --temp-instance=$(CURDIR)/t
 # TAP: the worker, faults, restarts and crashes.
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
-PROVE_FLAGS = --timer -j2
 
 EXTRA_CLEAN = tmp_regress tmp_isolation tmp_check test/unit/unit
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# After PGXS, which empties PROVE_FLAGS: two scripts at a time (they mostly
+# wait), each one's time shown.
+PROVE_FLAGS = --timer -j2
 
 # Unit tests of the queue's arithmetic: src/cursor.c alone, outside the server.
 unitcheck: test/unit/unit.c src/cursor.c src/cursor.h

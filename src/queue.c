@@ -23,7 +23,7 @@
  * their state; so do the later changes of a task waiting behind one (per-task
  * order).  Once every change of a queue table is read and its run of
  * numbers is over, and no snapshot older than the record that found so is
- * left (qu_older_snapshots_gone()), the table is emptied with TRUNCATE,
+ * left (horizon.c), the table is emptied with TRUNCATE,
  * never waiting for its lock.  TRUNCATE is not MVCC-safe: an older
  * snapshot (say pg_dump's) would see the table empty and its changes still
  * unread.
@@ -41,7 +41,6 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
-#include "access/transam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -52,12 +51,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "replication/walsender.h"
-#include "replication/walsender_private.h"
 #include "storage/lmgr.h"
-#include "storage/fd.h"
 #include "storage/lock.h"
-#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -68,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "cursor.h"
+#include "horizon.h"
 #include "inflight.h"
 #include "outbox.h"
 #include "queue.h"
@@ -96,10 +92,7 @@ static int64 qu_emptied_run[TE_QUEUE_TABLES] = {-1, -1, -1};
 typedef struct QuReady
 {
 	int64		run;			/* -1: none */
-	TransactionId xid;			/* the record that found the table read */
-	VirtualTransactionId *older;	/* transactions whose snapshot may be older */
-	int			nolder;
-	bool		again;			/* note them again once these have ended */
+	TeHorizon	horizon;		/* the record that found the table read */
 } QuReady;
 static QuReady qu_ready[TE_QUEUE_TABLES] = {{-1}, {-1}, {-1}};
 static TimestampTz qu_last_prune = 0;
@@ -1049,123 +1042,15 @@ qu_empty_waiting(void)
 	return false;
 }
 
-/* Is a snapshot exported (pg_export_snapshot(), a replication slot's)? */
-static bool
-qu_snapshot_exported(void)
-{
-	DIR		   *dir = AllocateDir("pg_snapshots");
-	struct dirent *de;
-	bool		found = false;
-
-	while (!found && (de = ReadDir(dir, "pg_snapshots")) != NULL)
-		found = de->d_name[0] != '.';
-	FreeDir(dir);
-	return found;
-}
-
 /*
- * Note the transactions of this database that may hold a snapshot taken
- * before the record xid committed (their snapshot's xmin is not past it),
- * as CREATE INDEX CONCURRENTLY finds them.
- */
-static void
-qu_note_older(QuReady *q)
-{
-	VirtualTransactionId *older;
-
-	older = GetCurrentVirtualXIDs(q->xid, true, false, PROC_IN_VACUUM, &q->nolder);
-	if (q->older)
-		pfree(q->older);
-	q->older = MemoryContextAlloc(TopMemoryContext, sizeof(VirtualTransactionId) * (q->nolder + 1));
-	memcpy(q->older, older, sizeof(VirtualTransactionId) * q->nolder);
-	pfree(older);
-}
-
-/*
- * Note the record that found a table read, once it has committed, and the
- * transactions that may hold an older snapshot.  Those are noted a second
- * time once they have ended: one of them may have exported its snapshot
- * meanwhile, and an importer holds it (it must import while its exporter
- * runs, so it is running when they have all ended); more times while
- * snapshots are being exported.
+ * Note the record that found a table read, once it has committed: the
+ * table is emptied once every snapshot sees it (horizon.c).
  */
 static void
 qu_note_ready(int t, int64 run, TransactionId xid)
 {
-	QuReady    *q = &qu_ready[t];
-
-	q->run = run;
-	q->xid = xid;
-	q->again = true;
-	qu_note_older(q);
-}
-
-/*
- * The xmin of the snapshots a live standby with hot_standby_feedback, or a
- * replication slot, holds (InvalidTransactionId: none).  A walsender's
- * PGPROC keeps its xmin after it exits: only live walsenders count.
- */
-static TransactionId
-qu_standby_xmin(void)
-{
-	TransactionId oldest;
-	TransactionId catalog_xmin;
-
-	ProcArrayGetReplicationSlotXmin(&oldest, &catalog_xmin);
-	LWLockAcquire(ProcArrayLock, LW_SHARED);
-	for (int i = 0; WalSndCtl != NULL && i < max_wal_senders; i++)
-	{
-		WalSnd	   *w = &WalSndCtl->walsnds[i];
-		pid_t		pid;
-		PGPROC	   *proc;
-		TransactionId xmin;
-
-		SpinLockAcquire(&w->mutex);
-		pid = w->pid;
-		SpinLockRelease(&w->mutex);
-		proc = pid != 0 ? BackendPidGetProcWithLock(pid) : NULL;
-		if (proc == NULL || !(proc->statusFlags & PROC_AFFECTS_ALL_HORIZONS))
-			continue;
-		xmin = *(volatile TransactionId *) &proc->xmin;
-		if (TransactionIdIsNormal(xmin) &&
-			(!TransactionIdIsNormal(oldest) || TransactionIdPrecedes(xmin, oldest)))
-			oldest = xmin;
-	}
-	LWLockRelease(ProcArrayLock);
-	return oldest;
-}
-
-/*
- * Has every snapshot that may predate the record that found a table read
- * gone?  The transactions noted have ended (noted again as said above), and
- * no live standby with hot_standby_feedback nor any replication slot holds
- * an xmin up to that record (their snapshots cannot be told apart: a long
- * transaction on the primary keeps their xmin back too).
- */
-static bool
-qu_older_snapshots_gone(QuReady *q)
-{
-	TransactionId standby = qu_standby_xmin();
-
-	if (TransactionIdIsNormal(standby) && TransactionIdPrecedesOrEquals(standby, q->xid))
-		return false;
-	for (;;)
-	{
-		bool		exported = qu_snapshot_exported();
-
-		for (int i = 0; i < q->nolder; i++)
-			if (!VirtualXactLock(q->older[i], false))
-			{
-				q->again |= exported;
-				return false;
-			}
-		if (!q->again)
-			return true;
-		q->again = exported;
-		qu_note_older(q);
-		if (q->nolder == 0)
-			return true;
-	}
+	qu_ready[t].run = run;
+	te_horizon_note(&qu_ready[t].horizon, xid);
 }
 
 /*
@@ -1199,7 +1084,7 @@ qu_empty_tables(const QuRound *r)
 			found_ready |= 1 << t;	/* this record is the one every snapshot must see */
 			continue;
 		}
-		if (!qu_older_snapshots_gone(&qu_ready[t]))
+		if (!te_horizon_passed(&qu_ready[t].horizon))
 			continue;
 		snprintf(name, sizeof(name), "queue_%d", t);
 		relid = te_outbox_relid(name, false);
