@@ -53,9 +53,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# After PGXS, which empties PROVE_FLAGS: two scripts at a time (they mostly
+# After PGXS, which empties PROVE_FLAGS: three scripts at a time (they mostly
 # wait), each one's time shown.
-PROVE_FLAGS = --timer -j2
+PROVE_FLAGS = --timer -j3
 
 # Unit tests of the queue's arithmetic: src/cursor.c alone, outside the server.
 unitcheck: test/unit/unit.c src/cursor.c src/cursor.h
