@@ -501,6 +501,12 @@ taskevents_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, wk_die);
 	pqsignal(SIGUSR1, wk_procsignal);
+	/*
+	 * No query of ours to cancel: a cancel (a script cancelling long
+	 * queries, say) would drop the round being sent, whose published events
+	 * would then be sent again.  pg_terminate_backend() stops the worker.
+	 */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	wk_pin_environment();

@@ -103,6 +103,26 @@ $dapr->mode(mode => 'ok', healthz => 204);
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.concurrency; SELECT pg_reload_conf();');
 wait_drained($node, 'drained after the hang with a backlog', 20);
 
+# A cancel (pg_cancel_backend(), what a script cancelling long queries
+# sends) has no query of the worker's to cancel: it is ignored, and the
+# round being sent is neither dropped nor sent again.
+$dapr->mode(mode => 'slow', ms => 300);
+my $cancel_at = -s $node->logfile;
+$node->safe_psql('postgres',
+	"INSERT INTO tasks (user_id, title) SELECT gen_random_uuid(), 'cancelled ' || i FROM generate_series(1, 40) i");
+my $cancelled = sub { [ grep { ($_->{event}{data}{title} // '') =~ /^cancelled / } @{ delivered_events($dapr) } ] };
+wait_until('the round is being sent', sub { @{ $cancelled->() } > 0 });
+$node->safe_psql('postgres',
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'taskevents worker'");
+wait_drained($node, 'the round delivered despite the cancel', 60);
+my %tasks = map { $_->{event}{data}{task_id} => 1 } @{ $cancelled->() };
+my %ids;
+$ids{ $_->{event}{id} }++ for grep { $tasks{ $_->{event}{data}{task_id} // '' } } @{ delivered_events($dapr) };
+is(scalar keys %ids, 80, 'every event of the cancelled round delivered');
+is_deeply([ grep { $ids{$_} > 1 } keys %ids ], [], '... once each');
+unlike(slurp_file($node->logfile, $cancel_at), qr/canceling statement/, 'the worker took no cancel');
+$dapr->mode(mode => 'ok');
+
 # A publish daprd never answers, with the default timeout (5 minutes): once
 # the silence is noted, the worker waits in curl's poll with no timer of its
 # own, and still takes a procsignal barrier at once (DROP DATABASE waits
