@@ -562,14 +562,10 @@ rd_note_slow(RdRound *r)
 static int
 rd_wait_ms(const RdRound *r)
 {
-	long		secs;
-	int			usecs;
-
 	if (r->slow_logged)
 		return te_timeout_ms;	/* curl's own timeouts end it sooner */
-	TimestampDifference(GetCurrentTimestamp(),
-						TimestampTzPlusMilliseconds(r->last_answer, RD_SLOW_MS), &secs, &usecs);
-	return (int) Max(secs * 1000 + usecs / 1000, 1);
+	return (int) TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												 TimestampTzPlusMilliseconds(r->last_answer, RD_SLOW_MS));
 }
 
 /* A stage of the round has ended: note how long it took. */
