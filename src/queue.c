@@ -601,11 +601,12 @@ qu_read_new(QuRound *r, int nrows, int limit, Size *budget, int64 *seqs)
 }
 
 /*
- * Read the changes in the cursor's holes, then those above it (all of the
- * holes' numbers are below the others); propose the next cursor.
+ * Read the changes in the holes of the cursor from, then those above it (all
+ * of the holes' numbers are below the others); propose the next cursor.
  */
 static void
-qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *flight, int nflight)
+qu_claim_new(QuRound *r, const QuCursor *from, int limit, Size *budget, int64 last,
+			 const TeRange *flight, int nflight)
 {
 	TeColumn	lo,
 				hi;
@@ -615,7 +616,7 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *fli
 	int			n;
 	int64		looked;
 
-	qu_cursor_columns(&qu_cursor, &lo, &hi);
+	qu_cursor_columns(from, &lo, &hi);
 	args[0] = te_column_array(&lo);
 	args[1] = te_column_array(&hi);
 	args[2] = Int32GetDatum(limit);
@@ -624,13 +625,13 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *fli
 	if (n < nrows || nrows == limit)
 		looked = seqs[n - 1];	/* cut short in the holes */
 	else if (*budget == 0)
-		looked = qu_cursor.hi;	/* the holes are read, nothing above */
+		looked = from->hi;		/* the holes are read, nothing above */
 	else
 	{
 		int			want = limit - n;
 		int			got;
 
-		args[0] = Int64GetDatum(qu_cursor.hi);
+		args[0] = Int64GetDatum(from->hi);
 		args[1] = Int32GetDatum(want);
 		args[2] = Int64GetDatum(last);
 		nrows = qu_exec(PLAN_CLAIM_ABOVE, args, SPI_OK_SELECT);
@@ -640,8 +641,8 @@ qu_claim_new(QuRound *r, int limit, Size *budget, int64 last, const TeRange *fli
 	}
 	r->more = r->more || looked != last;
 	r->cursor.holes = MemoryContextAlloc(qu_round_cxt,	/* not SPI's: the cursor outlives it */
-										 sizeof(TeRange) * qu_advance_size(&qu_cursor, n, nflight));
-	qu_advance(&qu_cursor, seqs, n, looked, flight, nflight, &r->cursor);
+										 sizeof(TeRange) * qu_advance_size(from, n, nflight));
+	qu_advance(from, seqs, n, looked, flight, nflight, &r->cursor);
 }
 
 /* Read the dead letters an operator re-queued. */
@@ -766,18 +767,18 @@ qu_check_objects_now(void)
 
 /*
  * The last number given out, moved forward first past every row of the
- * queue and past the cursor: rows that arrived by another path than the
+ * queue and past the cursor from: rows that arrived by another path than the
  * capture (a restore, a setval backwards) are then read once, and no
  * writer is given a number in use.  The sequence is moved under a lock
  * that keeps writers from taking numbers meanwhile (never waiting for it:
  * a later claim moves it), so it never moves back.
  */
 static int64
-qu_last_seq_covering(void)
+qu_last_seq_covering(const QuCursor *from)
 {
 	Oid			seqid = te_outbox_relid("outbox_seq", false);
 	int64		last = qu_last_seq();
-	int64		need = qu_cursor.hi;
+	int64		need = from->hi;
 	bool		isnull;
 	Datum		d;
 
@@ -838,14 +839,14 @@ qu_claim(QuRound *r, int limit, Size budget)
 	 * a number up to last that no transaction in flight holds either shows
 	 * in the snapshot or never will (inflight.c).
 	 */
-	last = qu_last_seq_covering();
+	last = qu_last_seq_covering(&qu_cursor);
 	nflight = qu_in_flight(&flight);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	r->last_seq = last;
 
 	nretry = qu_claim_retry(r, limit, &budget);
 	if (nretry < limit && budget > 0)
-		qu_claim_new(r, limit - nretry, &budget, last, flight, nflight);
+		qu_claim_new(r, &qu_cursor, limit - nretry, &budget, last, flight, nflight);
 	else
 	{
 		r->more = true;
@@ -857,6 +858,44 @@ qu_claim(QuRound *r, int limit, Size budget)
 	qu_commit();
 	MemoryContextSwitchTo(qu_round_cxt);
 	qsort(r->changes, r->nchanges, sizeof(QuChange), qu_cmp_seq);
+	return true;
+}
+
+/*
+ * Claim more for a round while it is sent (it was cut short: more is
+ * waiting), in a transaction of its own as qu_claim(): the changes in the
+ * holes of the cursor the round proposes and above it, at most limit and
+ * about budget bytes, into more, which joins the round's claims.  Not the
+ * retries nor the re-sent dead letters: a round reads those at its start.
+ * The round's cursor, last number and whether more is waiting become this
+ * claim's; it is recorded with the round.  False when the extension is gone.
+ */
+bool
+qu_claim_more(QuRound *r, QuRound *more, int limit, Size budget)
+{
+	int64		last;
+	TeRange    *flight;
+	int			nflight;
+	QuRound   **link = &r->next;
+
+	memset(more, 0, sizeof(*more));
+	more->changes = MemoryContextAllocZero(qu_round_cxt, sizeof(QuChange) * (limit + 1));
+	if (!qu_begin("taskevents: claiming more"))
+		return false;
+	last = qu_last_seq_covering(&r->cursor);
+	nflight = qu_in_flight(&flight);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	qu_claim_new(more, &r->cursor, limit, &budget, last, flight, nflight);
+	PopActiveSnapshot();
+	qu_commit();
+	MemoryContextSwitchTo(qu_round_cxt);
+	qsort(more->changes, more->nchanges, sizeof(QuChange), qu_cmp_seq);
+	while (*link != NULL)
+		link = &(*link)->next;
+	*link = more;
+	r->cursor = more->cursor;
+	r->last_seq = last;
+	r->more = more->more;
 	return true;
 }
 
@@ -924,19 +963,51 @@ qu_record_resends(QuRound *r)
 }
 
 /*
- * taskevents.retry after the round: changes settled there leave it, changes
- * whose state changed are updated, and changes read from the queue that are
- * not settled (failed, partly sent, or waiting behind their task) join it.
- * Then each task with changes left there has its oldest one due.
+ * What taskevents.retry is to do with a change of the round: gone (settled
+ * there), updated (its state changed there), inserted (read from the queue,
+ * not settled: failed, partly sent, or waiting behind its task); tasks: whose
+ * oldest change there is to be due.
+ */
+static void
+qu_retry_add(const QuChange *ch, TeColumn *gone, TeColumn *tasks, TeColumn cols[2][6])
+{
+	TeColumn   *c = cols[ch->in_retry ? 0 : 1];
+	bool		settled = ch->done == ch->slots && !ch->blocked;
+
+	if (ch->in_retry && settled)
+	{
+		te_column_add(gone, Int64GetDatum(ch->c.seq), false);
+		te_column_add_text(tasks, ch->c.task_id);
+		return;
+	}
+	if (settled || (ch->in_retry && !ch->dirty))
+		return;
+	if (!ch->in_retry && !ch->failed)
+		te_column_add_text(tasks, ch->c.task_id);
+	te_column_add(&c[0], Int64GetDatum(ch->c.seq), false);
+	te_column_add(&c[1], Int32GetDatum(ch->done), false);
+	te_column_add(&c[2], Int32GetDatum(ch->attempts), false);
+	te_column_add(&c[3], TimestampTzGetDatum(ch->next_attempt_at), !ch->failed);
+	te_column_add(&c[4], Int32GetDatum(ch->last_status), false);
+	te_column_add_text(&c[5], ch->last_error);
+}
+
+/*
+ * taskevents.retry after the round (every claim of it): qu_retry_add() for
+ * each change, then each task with changes left there has its oldest one due.
  */
 static void
 qu_record_retry(QuRound *r)
 {
-	int			cap = r->nchanges + 1;
-	TeColumn	gone = te_column(INT8OID, cap),
-				tasks = te_column(TEXTOID, cap);
+	int			cap = 1;
+	TeColumn	gone,
+				tasks;
 	TeColumn	cols[2][6];
 
+	for (QuRound *claim = r; claim != NULL; claim = claim->next)
+		cap += claim->nchanges;
+	gone = te_column(INT8OID, cap);
+	tasks = te_column(TEXTOID, cap);
 	for (int k = 0; k < 2; k++)
 	{
 		cols[k][0] = te_column(INT8OID, cap);
@@ -946,29 +1017,9 @@ qu_record_retry(QuRound *r)
 		cols[k][4] = te_column(INT4OID, cap);
 		cols[k][5] = te_column(TEXTOID, cap);
 	}
-	for (int i = 0; i < r->nchanges; i++)
-	{
-		QuChange   *ch = &r->changes[i];
-		TeColumn   *c = cols[ch->in_retry ? 0 : 1];
-		bool		settled = ch->done == ch->slots && !ch->blocked;
-
-		if (ch->in_retry && settled)
-		{
-			te_column_add(&gone, Int64GetDatum(ch->c.seq), false);
-			te_column_add_text(&tasks, ch->c.task_id);
-			continue;
-		}
-		if (settled || (ch->in_retry && !ch->dirty))
-			continue;
-		if (!ch->in_retry && !ch->failed)
-			te_column_add_text(&tasks, ch->c.task_id);
-		te_column_add(&c[0], Int64GetDatum(ch->c.seq), false);
-		te_column_add(&c[1], Int32GetDatum(ch->done), false);
-		te_column_add(&c[2], Int32GetDatum(ch->attempts), false);
-		te_column_add(&c[3], TimestampTzGetDatum(ch->next_attempt_at), !ch->failed);
-		te_column_add(&c[4], Int32GetDatum(ch->last_status), false);
-		te_column_add_text(&c[5], ch->last_error);
-	}
+	for (QuRound *claim = r; claim != NULL; claim = claim->next)
+		for (int i = 0; i < claim->nchanges; i++)
+			qu_retry_add(&claim->changes[i], &gone, &tasks, cols);
 	qu_exec_columns(PLAN_RETRY_DELETE, (TeColumn *[]) {&gone}, 1, SPI_OK_DELETE);
 	qu_exec_columns(PLAN_RETRY_UPDATE, (TeColumn *[]) {&cols[0][0], &cols[0][1], &cols[0][2],
 		&cols[0][3], &cols[0][4], &cols[0][5]}, 6, SPI_OK_UPDATE);

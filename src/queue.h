@@ -57,18 +57,22 @@ typedef struct QuResend
 	const char *error;
 } QuResend;
 
-/* One round's work. */
+/*
+ * One round's work: what its first claim read, and the claims it made while
+ * it was sent (next: qu_claim_more()).
+ */
 typedef struct QuRound
 {
 	QuChange   *changes;		/* in sequence order */
 	int			nchanges;
+	struct QuRound *next;		/* the round's next claim: more changes */
 	QuResend   *resends;
 	int			nresends;
 	List	   *dead;			/* QuDead * */
 	long		sleep_ms;		/* until the next retry is due */
 	bool		more;			/* cut short: more is waiting */
 	QuCursor	cursor;			/* where the queue is read up to after it */
-	int64		last_seq;		/* the last sequence number given out, at the claim */
+	int64		last_seq;		/* the last sequence number given out, at the last claim */
 	const char *halted;			/* why nothing was claimed: the queue's objects were altered */
 } QuRound;
 
@@ -81,6 +85,7 @@ typedef enum QuOpen
 
 extern QuOpen qu_open(void);
 extern bool qu_claim(QuRound *r, int limit, Size budget);
+extern bool qu_claim_more(QuRound *r, QuRound *more, int limit, Size budget);
 extern bool qu_record(QuRound *r);
 
 #endif							/* TASKEVENTS_QUEUE_H */

@@ -14,14 +14,18 @@
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "dapr.h"
+#include "durable.h"
 #include "round.h"
 #include "settings.h"
+#include "spiutil.h"
 #include "status.h"
 
 /* The last event so far of each task's chain in a round. */
@@ -48,6 +52,9 @@ typedef struct RdBulk
 
 /* About how many bytes of titles and changes one round reads at most. */
 #define RD_ROUND_BYTES (16 * 1024 * 1024)
+
+/* How many claims of taskevents.batch_size one round makes at most. */
+#define RD_MAX_CLAIMS 4
 
 /*
  * Requests of the round got no answer and none has been answered: the
@@ -206,14 +213,19 @@ rd_event(QuChange *ch, const TeEvent *ev)
 	return e;
 }
 
-/* Chain an event behind the last one of its task (key) in the round, or queue it. */
+/*
+ * Chain an event behind the last one of its task (key) in the round, or
+ * queue it when there is none or that one is settled: a claim made while
+ * the round is sent finds its tasks' earlier events published, in flight
+ * or failed, and goes behind the last two only.
+ */
 static void
-rd_chain(RdRound *r, HTAB *tails, uint64 key, RdEvent *e)
+rd_chain(RdRound *r, uint64 key, RdEvent *e)
 {
 	bool		found;
-	RdTail	   *ent = hash_search(tails, &key, HASH_ENTER, &found);
+	RdTail	   *ent = hash_search(r->tails, &key, HASH_ENTER, &found);
 
-	if (found)
+	if (found && !ent->tail->settled)
 		ent->tail->next = e;
 	else
 		rd_push(r, e);
@@ -225,7 +237,7 @@ rd_chain(RdRound *r, HTAB *tails, uint64 key, RdEvent *e)
  * its task's; an event that cannot be built or sent is dead-lettered.
  */
 static void
-rd_build_change(RdRound *r, QuChange *ch, HTAB *tails)
+rd_build_change(RdRound *r, QuChange *ch)
 {
 	TeEvent		evs[TE_MAX_EVENTS];
 	int			nev = te_change_events(&ch->c, evs);
@@ -251,7 +263,7 @@ rd_build_change(RdRound *r, QuChange *ch, HTAB *tails)
 		if (why != NULL)
 			rd_dead_unsent(r, e, why);
 		else
-			rd_chain(r, tails, key, e);
+			rd_chain(r, key, e);
 	}
 }
 
@@ -273,7 +285,7 @@ rd_build_failed(RdRound *r, QuChange *ch, const char *why)
  * events.
  */
 static void
-rd_build_resend(RdRound *r, QuResend *d, HTAB *tails)
+rd_build_resend(RdRound *r, QuResend *d)
 {
 	RdEvent    *e = palloc0(sizeof(RdEvent));
 	const char *why;
@@ -293,48 +305,49 @@ rd_build_resend(RdRound *r, QuResend *d, HTAB *tails)
 		return;
 	}
 	/* a key of their own: re-sent dead letters wait only behind each other */
-	rd_chain(r, tails, hash_bytes_extended((const unsigned char *) d->task_id, strlen(d->task_id), 1), e);
+	rd_chain(r, hash_bytes_extended((const unsigned char *) d->task_id, strlen(d->task_id), 1), e);
+}
+
+/* Room in each queue for n more events (the queues' items are never reused). */
+static void
+rd_reserve(RdRound *r, int n)
+{
+	r->cap += n;
+	for (int q = 0; q < RD_NQUEUES; q++)
+		r->ready[q].items = r->ready[q].items == NULL ? palloc(sizeof(RdEvent *) * r->cap) :
+			repalloc(r->ready[q].items, sizeof(RdEvent *) * r->cap);
 }
 
 /*
- * Build every event of the round: changes in sequence order, each task's
+ * Build every event of a claim: changes in sequence order, each task's
  * events chained in that order.  A change whose events cannot be built (an
  * error, say out of memory) becomes dead letters; the others go on.  No
  * transaction is open (the claim committed), so building holds no lock, pin
  * or buffer an error could leave behind, and what it allocated is the
  * round's memory: catching its error needs no abort.
  */
-void
-rd_build(RdRound *r)
+static void
+rd_build_claim(RdRound *r, QuRound *claim)
 {
-	HASHCTL		hctl = {0};
-	HTAB	   *tails;
-	int			cap = r->q.nchanges * TE_MAX_EVENTS + r->q.nresends + 1;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	Assert(!IsTransactionState());
 
-	for (int q = 0; q < RD_NQUEUES; q++)
-		r->ready[q].items = palloc(sizeof(RdEvent *) * cap);
-	hctl.keysize = sizeof(uint64);
-	hctl.entrysize = sizeof(RdTail);
-	hctl.hcxt = CurrentMemoryContext;
-	tails = hash_create("taskevents chains", Max(r->q.nchanges, 16), &hctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	for (int i = 0; i < r->q.nchanges; i++)
+	rd_reserve(r, claim->nchanges * TE_MAX_EVENTS + 1);
+	for (int i = 0; i < claim->nchanges; i++)
 	{
-		QuChange   *ch = &r->q.changes[i];
+		QuChange   *ch = &claim->changes[i];
 		TeEvent		evs[TE_MAX_EVENTS];
 		int			nev = te_change_events(&ch->c, evs);
 
+		r->bytes += ch->bytes;
 		for (int k = 0; k < nev; k++)
 			ch->slots |= 1 << evs[k].slot;
 		if (ch->blocked)
 			continue;
 		PG_TRY();
 		{
-			rd_build_change(r, ch, tails);
+			rd_build_change(r, ch);
 		}
 		PG_CATCH();
 		{
@@ -347,8 +360,24 @@ rd_build(RdRound *r)
 		}
 		PG_END_TRY();
 	}
+}
+
+/* Build every event of the round's first claim, and its re-sent dead letters. */
+void
+rd_build(RdRound *r)
+{
+	HASHCTL		hctl = {0};
+
+	hctl.keysize = sizeof(uint64);
+	hctl.entrysize = sizeof(RdTail);
+	hctl.hcxt = CurrentMemoryContext;
+	r->tails = hash_create("taskevents chains", Max(r->q.nchanges, 16), &hctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	r->nclaims = 1;
+	rd_build_claim(r, &r->q);
+	rd_reserve(r, r->q.nresends);
 	for (int i = 0; i < r->q.nresends; i++)
-		rd_build_resend(r, &r->q.resends[i], tails);
+		rd_build_resend(r, &r->q.resends[i]);
 }
 
 /* The backoff before attempt n+1: doubling from backoff_min, capped, with jitter. */
@@ -368,6 +397,7 @@ rd_backoff_ms(int attempts)
 static void
 rd_settled(RdRound *r, RdEvent *e)
 {
+	e->settled = true;
 	e->change->done |= 1 << e->ev.slot;
 	e->change->attempts = 0;
 	e->change->dirty = true;
@@ -395,6 +425,7 @@ rd_finished(RdRound *r, RdEvent *e)
 	{
 		QuResend   *d = e->resend;
 
+		e->settled = true;
 		if (e->next != NULL)	/* the task's next re-sent dead letter */
 			rd_push(r, e->next);
 		d->published = e->req.outcome == TE_OUTCOME_OK;
@@ -473,6 +504,9 @@ rd_bulk_finished(RdRound *r, RdBulk *b)
 		rd_finished(r, e);
 	}
 	te_dapr_release(&b->req);
+	pfree((char *) b->req.body);
+	pfree(b->events);
+	pfree(b);
 }
 
 /*
@@ -584,45 +618,117 @@ rd_log(RdRound *r)
 {
 	double		send_us = Max(r->stage_us[RD_SEND], 1);
 
+	int			nchanges = r->q.nresends;
+
+	for (QuRound *claim = &r->q; claim != NULL; claim = claim->next)
+		nchanges += claim->nchanges;
 	ereport(DEBUG1,
-			(errmsg_internal("taskevents: round of %d changes, %d requests: claim %.1f ms, build %.1f ms, durable %.1f ms, send %.1f ms (%.1f requests in flight on average), record %.1f ms",
-							 r->q.nchanges + r->q.nresends, r->requests,
+			(errmsg_internal("taskevents: round of %d changes in %d claims, %d requests: claim %.1f ms, build %.1f ms, durable %.1f ms, send %.1f ms (%.1f requests in flight on average; %.1f ms of it claiming and building more), record %.1f ms",
+							 nchanges, r->nclaims, r->requests,
 							 r->stage_us[RD_CLAIM] / 1000.0, r->stage_us[RD_BUILD] / 1000.0,
 							 r->stage_us[RD_DURABLE] / 1000.0, send_us / 1000.0,
-							 r->in_flight_us / send_us, r->stage_us[RD_RECORD] / 1000.0)));
+							 r->in_flight_us / send_us, r->more_us / 1000.0,
+							 r->stage_us[RD_RECORD] / 1000.0)));
 }
 
-/* Run the requests of a round to completion, checking for interrupts. */
+/*
+ * Claim more while the round is sent, when it was cut short (more is
+ * waiting), every event it has ready is on its way and a request could
+ * start: the next changes are claimed, built and made durable while daprd
+ * answers those in flight, so that daprd and Kafka do not wait between
+ * rounds.  The round stays one: one cursor, one record, and a task's new
+ * events chained behind its events in flight or failed.  Not once anything
+ * failed (the round ends and backs off), nor past RD_MAX_CLAIMS or
+ * RD_ROUND_BYTES, nor with a reload waiting.  A claim that fails ends the
+ * claiming, not the round: what was sent is recorded.  True when it claimed.
+ */
+static bool
+rd_claim_more(RdRound *r)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz start;
+	QuRound    *more;
+	volatile bool claimed = false;
+
+	if (!r->may_claim_more || !r->q.more || r->nclaims >= RD_MAX_CLAIMS ||
+		r->bytes >= RD_ROUND_BYTES || r->failed != NIL || r->unanswered > 0 ||
+		r->nready > 0 || te_dapr_in_flight() >= te_concurrency || ConfigReloadPending)
+		return false;
+	start = GetCurrentTimestamp();
+	more = palloc(sizeof(QuRound));
+	PG_TRY();
+	{
+		if (!qu_claim_more(&r->q, more, te_batch_size, RD_ROUND_BYTES - r->bytes))
+			st_exit_absent();
+		claimed = true;
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		te_spi_abort();
+		RESUME_INTERRUPTS();
+		r->may_claim_more = false;
+		ereport(LOG, (errmsg("taskevents: could not claim more while sending; the round ends with what it claimed")));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	if (!claimed)
+		return false;
+	r->nclaims++;
+	rd_build_claim(r, more);
+	(void) du_flush_wal();		/* nothing is sent before its commit is durable */
+	r->more_us += GetCurrentTimestamp() - start;
+	return true;
+}
+
+/* Start what is ready, as many requests as may be in flight. */
+static void
+rd_start_ready(RdRound *r, bool bulk)
+{
+	while (r->nready > 0 && te_dapr_in_flight() < te_concurrency && !RD_STALLED(r))
+	{
+		int			qi = r->next_queue;
+		RdQueue    *q;
+
+		while (r->ready[qi].head == r->ready[qi].tail)
+			qi = (qi + 1) % RD_NQUEUES;
+		r->next_queue = (qi + 1) % RD_NQUEUES;
+		q = &r->ready[qi];
+		if (bulk && qi != RD_RESENT_QUEUE)
+			rd_start_bulk(r, q);
+		else
+		{
+			r->nready--;
+			rd_start_one(r, q->items[q->head++]);
+		}
+	}
+}
+
+/*
+ * Run the requests of a round to completion, checking for interrupts;
+ * may_claim_more: the round may claim more meanwhile (rd_claim_more()).
+ */
 void
-rd_send(RdRound *r, bool bulk)
+rd_send(RdRound *r, bool bulk, bool may_claim_more)
 {
 	TeRequest  *done[64];
 
 	r->last_answer = GetCurrentTimestamp();
-	while ((r->nready > 0 && !RD_STALLED(r)) || te_dapr_in_flight() > 0)
+	r->may_claim_more = may_claim_more;
+	for (;;)
 	{
 		int			n;
 		int			in_flight;
 		TimestampTz waited;
 		TimestampTz now;
 
-		while (r->nready > 0 && te_dapr_in_flight() < te_concurrency && !RD_STALLED(r))
-		{
-			int			qi = r->next_queue;
-			RdQueue    *q;
-
-			while (r->ready[qi].head == r->ready[qi].tail)
-				qi = (qi + 1) % RD_NQUEUES;
-			r->next_queue = (qi + 1) % RD_NQUEUES;
-			q = &r->ready[qi];
-			if (bulk && qi != RD_RESENT_QUEUE)
-				rd_start_bulk(r, q);
-			else
-			{
-				r->nready--;
-				rd_start_one(r, q->items[q->head++]);
-			}
-		}
+		do
+			rd_start_ready(r, bulk);
+		while (rd_claim_more(r));
+		if ((r->nready == 0 || RD_STALLED(r)) && te_dapr_in_flight() == 0)
+			break;
 		in_flight = te_dapr_in_flight();
 		if (in_flight == 0)
 			continue;			/* each settled at once (dapr_enabled off, say) */

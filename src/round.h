@@ -6,6 +6,8 @@
 #ifndef TASKEVENTS_ROUND_H
 #define TASKEVENTS_ROUND_H
 
+#include "utils/hsearch.h"
+
 #include "cloudevent.h"
 #include "dapr.h"
 #include "queue.h"
@@ -27,6 +29,7 @@ typedef struct RdEvent
 	char	   *body;			/* server encoding: what dead letters keep */
 	TeRequest	req;			/* body and partition key in UTF-8 */
 	int			attempt;		/* this attempt's number */
+	bool		settled;		/* published or dead-lettered */
 	struct RdEvent *next;		/* next event of the same task */
 } RdEvent;
 
@@ -54,7 +57,13 @@ typedef struct RdRound
 {
 	QuRound		q;
 	RdQueue		ready[RD_NQUEUES];
+	int			cap;			/* each queue's room */
 	int			nready;
+	HTAB	   *tails;			/* each task's last event so far (RdTail) */
+	Size		bytes;			/* titles and changes claimed */
+	bool		may_claim_more; /* while sent (qu_claim_more()) */
+	int			nclaims;
+	long		more_us;		/* spent claiming and building more */
 	int			next_queue;		/* round robin over the queues */
 	List	   *failed;			/* events that failed and may be retried */
 	int			answered;		/* got an HTTP answer */
@@ -74,7 +83,7 @@ extern void rd_init_encoding(void);
 extern RdRound *rd_claim(void);
 extern void rd_build(RdRound *r);
 extern void rd_stage(RdRound *r, RdStage stage);
-extern void rd_send(RdRound *r, bool bulk);
+extern void rd_send(RdRound *r, bool bulk, bool may_claim_more);
 extern const char *rd_unanswered(const RdRound *r);
 extern void rd_record(RdRound *r);
 

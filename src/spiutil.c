@@ -8,11 +8,31 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "spiutil.h"
+
+/*
+ * After an ERROR caught (and reported) by the worker: abort the transaction
+ * it left, release what it held, forget the error; as the error paths of
+ * bgwriter.c and autovacuum.c do.  Called with interrupts held.
+ */
+void
+te_spi_abort(void)
+{
+	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	pgstat_report_wait_end();
+	FlushErrorState();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
 
 /*
  * Run a statement's saved plan (*plan, prepared and kept on first use)

@@ -14,6 +14,7 @@ extern uint64 te_spi_exec(SPIPlanPtr *plan, const char *sql, int nargs, const Oi
 extern Datum te_spi_get(int row, int attnum, bool *isnull);
 extern char *te_spi_text(int row, int attnum);
 extern int32 te_spi_int4(int row, int attnum);
+extern void te_spi_abort(void);
 
 /* A column of a statement's array arguments: values added row by row, passed as one array. */
 typedef struct TeColumn

@@ -47,9 +47,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/condition_variable.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/procsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
@@ -61,6 +59,7 @@
 #include "queue.h"
 #include "round.h"
 #include "settings.h"
+#include "spiutil.h"
 #include "status.h"
 
 PGDLLEXPORT void taskevents_worker_main(Datum arg);
@@ -378,7 +377,8 @@ wk_send(RdRound *r)
 		return WK_STANDBY_POLL_MS;
 	}
 	rd_stage(r, RD_DURABLE);
-	rd_send(r, wk_use_bulk());
+	/* a claim made while sending is not held for the standbys: none then */
+	rd_send(r, wk_use_bulk(), te_standby_slots[0] == '\0');
 
 	/*
 	 * No answer at all: if the sidecar is not ready either, it is away,
@@ -461,16 +461,11 @@ wk_recover(void)
 	MemoryContextSwitchTo(wk_cxt);	/* reset before the next step */
 	edata = CopyErrorData();
 	EmitErrorReport();
-	AbortCurrentTransaction();
-	LWLockReleaseAll();
-	ConditionVariableCancelSleep();
-	pgstat_report_wait_end();
-	FlushErrorState();
+	te_spi_abort();
 	te_dapr_abort_all();
 	wk_held = NULL;
 	MemoryContextSwitchTo(wk_cxt);
 	st_set_error(edata->message);
-	pgstat_report_activity(STATE_IDLE, NULL);
 	RESUME_INTERRUPTS();
 }
 

@@ -637,7 +637,7 @@ bench_real() {
         done
         read -r -a totals < <(tail -c +"$((log_at + 1))" "$B/postgresql.log" | python3 "$WORK/test/bench/rounds.py" --totals)
         row "real daprd + Kafka: drain 40,000 events, $mode, against daprd alone" \
-            "$(echo "$ratios" | median) × ($(echo "$ours" | median) against $(echo "$alone" | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% }); our ${totals[0]} rounds spent claim ${totals[1]} s, build ${totals[2]} s, durable ${totals[3]} s, send ${totals[4]} s (${totals[6]} requests in flight on average), record ${totals[5]} s; CPU ours: $(cpu_trees --per $((40000 * rounds)) "$cpu_ours" PostgreSQL daprd Kafka consumer); daprd alone: $(cpu_trees --per $((40000 * rounds)) "$cpu_alone" PostgreSQL daprd Kafka consumer)" "≥ 0.95" real
+            "$(echo "$ratios" | median) × ($(echo "$ours" | median) against $(echo "$alone" | median) events/s; runs: ours ${ours% }, daprd alone ${alone% }; consumer got ${got% }); our ${totals[0]} rounds (${totals[7]} claims) spent claim ${totals[1]} s, build ${totals[2]} s, durable ${totals[3]} s, send ${totals[4]} s (${totals[6]} requests in flight on average; ${totals[8]} s of it claiming and building more), record ${totals[5]} s; CPU ours: $(cpu_trees --per $((40000 * rounds)) "$cpu_ours" PostgreSQL daprd Kafka consumer); daprd alone: $(cpu_trees --per $((40000 * rounds)) "$cpu_alone" PostgreSQL daprd Kafka consumer)" "≥ 0.95" real
     done
     CPU_TREES=""
     local achieved="" hog log_at stages

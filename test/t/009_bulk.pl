@@ -84,7 +84,7 @@ my $updates = 0;
 $updates += scalar @{ $_->{body} } for grep { $_->{path} =~ m{/task-updates$} } @round;
 is($updates, 800, '... their next events after them');
 like(slurp_file($node->logfile, $log_at),
-	qr/taskevents: round of 800 changes, \d+ requests: claim [\d.]+ ms, build [\d.]+ ms, durable [\d.]+ ms, send [\d.]+ ms \([\d.]+ requests in flight on average\), record [\d.]+ ms/,
+	qr/taskevents: round of 800 changes in 1 claims, \d+ requests: claim [\d.]+ ms, build [\d.]+ ms, durable [\d.]+ ms, send [\d.]+ ms \([\d.]+ requests in flight on average; [\d.]+ ms of it claiming and building more\), record [\d.]+ ms/,
 	'the round logs its stages at DEBUG1');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET taskevents.concurrency; SELECT pg_reload_conf();');
 
