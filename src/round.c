@@ -217,7 +217,7 @@ rd_event(QuChange *ch, const TeEvent *ev)
  * Chain an event behind the last one of its task (key) in the round, or
  * queue it when there is none or that one is settled: a claim made while
  * the round is sent finds its tasks' earlier events published, in flight
- * or failed, and goes behind the last two only.
+ * or failed, and waits only behind those in flight or failed.
  */
 static void
 rd_chain(RdRound *r, uint64 key, RdEvent *e)
@@ -413,6 +413,20 @@ rd_dead_sent(RdRound *r, RdEvent *e)
 	rd_settled(r, e);
 }
 
+/*
+ * A published event's body is of no more use (a dead letter keeps its
+ * own): its memory goes back to the round, for what it claims next.
+ */
+static void
+rd_free_body(RdEvent *e)
+{
+	if (e->req.body != e->body)
+		pfree((char *) e->req.body);
+	pfree(e->body);
+	e->body = NULL;
+	e->req.body = NULL;
+}
+
 /* Handle one finished request. */
 static void
 rd_finished(RdRound *r, RdEvent *e)
@@ -444,6 +458,7 @@ rd_finished(RdRound *r, RdEvent *e)
 			r->published++;
 			rd_log_outcome(DEBUG2, "published", e, e->attempt, e->req.status, "");
 			rd_settled(r, e);
+			rd_free_body(e);
 			break;
 		case TE_OUTCOME_PERMANENT:
 			rd_dead_sent(r, e);
