@@ -41,6 +41,7 @@
 #include "backfill.h"
 #include "capture.h"
 #include "outbox.h"
+#include "spiutil.h"
 
 #define BF_CHUNK	1000		/* rows a chunk reads at most */
 #define BF_LOOK_MS	1000		/* with none running, look again after this */
@@ -241,11 +242,11 @@ te_backfill_step(void)
 	TimestampTz now = GetCurrentTimestamp();
 	BfJob		job;
 	bool		running;
+	MemoryContext caller;
 
 	if (now < bf_next)
 		return (bf_next - now + 999) / 1000;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	caller = te_xact_begin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "taskevents: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -256,6 +257,6 @@ te_backfill_step(void)
 		bf_next = TimestampTzPlusMilliseconds(now, BF_LOOK_MS);
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	te_xact_commit(caller);
 	return running ? 0 : -1;
 }

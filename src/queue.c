@@ -99,6 +99,7 @@ static TimestampTz qu_last_prune = 0;
 
 /* Where what a claim reads is kept (SPI's contexts end with its transaction). */
 static MemoryContext qu_round_cxt;
+static MemoryContext qu_caller_cxt;	/* where qu_commit() returns to */
 
 /* The saved plans. */
 enum
@@ -318,8 +319,7 @@ qu_exec_columns(int plan, TeColumn **cols, int ncols, int expect)
 static bool
 qu_begin(const char *activity)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	qu_caller_cxt = te_xact_begin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "taskevents: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -330,6 +330,7 @@ qu_begin(const char *activity)
 	SPI_finish();
 	PopActiveSnapshot();
 	AbortCurrentTransaction();
+	MemoryContextSwitchTo(qu_caller_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return false;
 }
@@ -339,7 +340,7 @@ qu_commit(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	te_xact_commit(qu_caller_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -443,18 +444,16 @@ QuOpen
 qu_open(void)
 {
 	QuOpen		result = QU_READY;
-
 	Oid			oid;
+	MemoryContext caller = te_xact_begin();
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
 	oid = get_extension_oid("taskevents", true);
 	if (!OidIsValid(oid) || (OidIsValid(qu_extension) && oid != qu_extension))
 		result = QU_ABSENT;		/* gone, or installed again: another worker's */
 	else if (!OidIsValid(te_outbox_relid("queue_0", true)) ||
 			 !OidIsValid(te_outbox_relid("tick", true)))
 		result = QU_NEEDS_UPDATE;
-	CommitTransactionCommand();
+	te_xact_commit(caller);
 	if (result == QU_ABSENT)
 		return result;
 	qu_extension = oid;

@@ -215,9 +215,8 @@ rd_event(QuChange *ch, const TeEvent *ev)
 
 /*
  * Chain an event behind the last one of its task (key) in the round, or
- * queue it when there is none or that one is settled: a claim made while
- * the round is sent finds its tasks' earlier events published, in flight
- * or failed, and waits only behind those in flight or failed.
+ * queue it when its task has none in flight, failed or waiting (a task's
+ * chain ends when its last event is settled: rd_chain_next()).
  */
 static void
 rd_chain(RdRound *r, uint64 key, RdEvent *e)
@@ -225,7 +224,8 @@ rd_chain(RdRound *r, uint64 key, RdEvent *e)
 	bool		found;
 	RdTail	   *ent = hash_search(r->tails, &key, HASH_ENTER, &found);
 
-	if (found && !ent->tail->settled)
+	e->key = key;
+	if (found)
 		ent->tail->next = e;
 	else
 		rd_push(r, e);
@@ -393,16 +393,28 @@ rd_backoff_ms(int attempts)
 	return (long) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
 }
 
-/* An event is settled (published or dead-lettered): mark it, free its chain's next. */
+/*
+ * An event is settled: the next of its task's chain is free to go, or, the
+ * last one so far, the chain ends; a claim made while the round is sent
+ * then queues the task's next event at once.
+ */
+static void
+rd_chain_next(RdRound *r, RdEvent *e)
+{
+	if (e->next != NULL)
+		rd_push(r, e->next);
+	else
+		(void) hash_search(r->tails, &e->key, HASH_REMOVE, NULL);
+}
+
+/* An event of a change is settled (published or dead-lettered): mark it, go on with its chain. */
 static void
 rd_settled(RdRound *r, RdEvent *e)
 {
-	e->settled = true;
 	e->change->done |= 1 << e->ev.slot;
 	e->change->attempts = 0;
 	e->change->dirty = true;
-	if (e->next != NULL)
-		rd_push(r, e->next);
+	rd_chain_next(r, e);
 }
 
 /* A dead letter of an event that was sent. */
@@ -414,17 +426,17 @@ rd_dead_sent(RdRound *r, RdEvent *e)
 }
 
 /*
- * A published event's body is of no more use (a dead letter keeps its
- * own): its memory goes back to the round, for what it claims next.
+ * A published event of a change is of no more use (its change says it is
+ * done; a dead letter would have kept its body): its memory goes back to
+ * the round, for what it claims next.
  */
 static void
-rd_free_body(RdEvent *e)
+rd_free_published(RdEvent *e)
 {
 	if (e->req.body != e->body)
 		pfree((char *) e->req.body);
 	pfree(e->body);
-	e->body = NULL;
-	e->req.body = NULL;
+	pfree(e);
 }
 
 /* Handle one finished request. */
@@ -439,9 +451,7 @@ rd_finished(RdRound *r, RdEvent *e)
 	{
 		QuResend   *d = e->resend;
 
-		e->settled = true;
-		if (e->next != NULL)	/* the task's next re-sent dead letter */
-			rd_push(r, e->next);
+		rd_chain_next(r, e);	/* the task's next re-sent dead letter */
 		d->published = e->req.outcome == TE_OUTCOME_OK;
 		d->status = e->req.status;
 		d->error = st_error_text(e->req.error);
@@ -458,7 +468,7 @@ rd_finished(RdRound *r, RdEvent *e)
 			r->published++;
 			rd_log_outcome(DEBUG2, "published", e, e->attempt, e->req.status, "");
 			rd_settled(r, e);
-			rd_free_body(e);
+			rd_free_published(e);
 			break;
 		case TE_OUTCOME_PERMANENT:
 			rd_dead_sent(r, e);

@@ -29,7 +29,7 @@ typedef struct RdEvent
 	char	   *body;			/* server encoding: what dead letters keep */
 	TeRequest	req;			/* body and partition key in UTF-8 */
 	int			attempt;		/* this attempt's number */
-	bool		settled;		/* published or dead-lettered */
+	uint64		key;			/* its task's in the round's chains */
 	struct RdEvent *next;		/* next event of the same task */
 } RdEvent;
 

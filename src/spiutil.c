@@ -19,6 +19,29 @@
 #include "spiutil.h"
 
 /*
+ * A transaction of the worker's own: te_xact_begin() starts it and returns
+ * the caller's memory context, te_xact_commit() commits and goes back to
+ * it.  CommitTransactionCommand() leaves TopMemoryContext current, where
+ * what the caller allocated next would outlive its step.
+ */
+MemoryContext
+te_xact_begin(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	return caller;
+}
+
+void
+te_xact_commit(MemoryContext caller)
+{
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+}
+
+/*
  * After an ERROR caught (and reported) by the worker: abort the transaction
  * it left, release what it held, forget the error; as the error paths of
  * bgwriter.c and autovacuum.c do.  Called with interrupts held.

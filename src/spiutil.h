@@ -15,6 +15,8 @@ extern Datum te_spi_get(int row, int attnum, bool *isnull);
 extern char *te_spi_text(int row, int attnum);
 extern int32 te_spi_int4(int row, int attnum);
 extern void te_spi_abort(void);
+extern MemoryContext te_xact_begin(void);
+extern void te_xact_commit(MemoryContext caller);
 
 /* A column of a statement's array arguments: values added row by row, passed as one array. */
 typedef struct TeColumn

@@ -134,13 +134,13 @@ wk_pin_environment(void)
 		{"plan_cache_mode", "force_generic_plan"},
 	};
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	MemoryContext caller = te_xact_begin();
+
 	SetConfigOption("session_authorization", GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
 					PGC_SUSET, PGC_S_OVERRIDE);
 	for (int i = 0; i < lengthof(pins); i++)
 		SetConfigOption(pins[i][0], pins[i][1], PGC_SUSET, PGC_S_OVERRIDE);
-	CommitTransactionCommand();
+	te_xact_commit(caller);
 }
 
 /*
@@ -175,11 +175,11 @@ wk_open(void)
 static void
 wk_init_database(void)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	MemoryContext caller = te_xact_begin();
+
 	strlcpy(wk_dbname, get_database_name(MyDatabaseId), sizeof(wk_dbname));
 	rd_init_encoding();
-	CommitTransactionCommand();
+	te_xact_commit(caller);
 }
 
 /* Ask the sidecar something (req->quick) and wait for its answer; the caller releases req. */

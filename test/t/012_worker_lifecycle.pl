@@ -52,6 +52,37 @@ note "worker RssAnon idle at 10 ms polls: $before kB, 15 s later $after kB";
 cmp_ok($after - $before, '<', 1024, 'no memory growth over 1,500 idle polls');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET taskevents.poll_interval; SELECT pg_reload_conf();");
 
+# 1b. Delivery turned off and on again: the step that resumes looks at the
+# extension afresh, in a transaction of its own, then claims a round; that
+# round's memory is the step's, freed with it, not the worker's for good.
+# The worker's memory contexts in all, from pg_log_backend_memory_contexts.
+sub memory_total
+{
+	my ($pid) = @_;
+	my $at = -s $node->logfile;
+	my $total;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+	wait_until('the worker logs its memory contexts', sub {
+		($total) = slurp_file($node->logfile, $at) =~ /Grand total: (\d+) bytes/;
+		defined $total });
+	return $total;
+}
+
+sub resume_with_backlog
+{
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = off; SELECT pg_reload_conf();');
+	wait_until('delivery off', sub { $node->safe_psql('app', 'SELECT worker_state FROM taskevents.status') eq 'disabled' });
+	insert('app', 2000, 'backlog');
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET taskevents.enabled = on; SELECT pg_reload_conf();');
+	wait_drained($node, 'the backlog delivered', 60, 'app');
+}
+resume_with_backlog();
+$before = memory_total($pid);
+resume_with_backlog() for 1 .. 3;
+$after = memory_total($pid);
+note "worker memory contexts: $before bytes, after 3 more resumes with 2,000 changes waiting $after bytes";
+cmp_ok($after - $before, '<', 1024 * 1024, 'a resumed round leaves no memory behind');
+
 # 2. Counters start again with the worker (status says "since the worker started").
 cmp_ok($node->safe_psql('app', 'SELECT published FROM taskevents.status'), '>', 0, 'events counted');
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
