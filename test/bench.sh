@@ -610,16 +610,19 @@ bench_real() {
     c=$(q real 'SHOW taskevents.concurrency')
     # the worker's rounds log their stages at DEBUG1 (test/bench/rounds.py)
     psql_ -d postgres -c 'ALTER SYSTEM SET log_min_messages = debug1' -c 'SELECT pg_reload_conf()' > /dev/null
-    # both measured against a warm pipeline: a first drain and a first load,
-    # not counted, warm the broker's JIT and daprd's connections
-    drain real 20000 1
-    "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" > /dev/null
     # where the CPU goes, ours and daprd alone: PostgreSQL (the worker
     # included), daprd, Kafka, the consumer, the rest (daprload)
     CPU_TREES="$(head -n 1 "$B/data/postmaster.pid") $DAPRD_PID $KAFKA_PID $CONSUMER_PID"
     for mode in "per request" bulk; do
         # per request: bulk = off; bulk: the default, auto, which daprd 1.18 gets
         setting bulk "$([ "$mode" = bulk ] && echo auto || echo off)"
+        # both measured against a pipeline warm in this mode: a first drain
+        # and a first load, not counted, warm the broker's JIT and daprd's
+        # connections and code paths
+        drain real 20000 1
+        # shellcheck disable=SC2046 # -bulk 500: two words, or none
+        "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
+            $([ "$mode" = bulk ] && echo -bulk 500) > /dev/null
         ours="" alone="" got="" ratios="" cpu_ours="" cpu_alone=""
         log_at=$(stat -c %s "$B/postgresql.log")
         for _ in $(seq "$rounds"); do
