@@ -827,7 +827,6 @@ qu_claim(QuRound *r, int limit, Size budget)
 	{
 		r->halted = MemoryContextStrdup(qu_round_cxt, r->halted);
 		qu_commit();
-		MemoryContextSwitchTo(qu_round_cxt);
 		qu_cursor_copy(&r->cursor, &qu_cursor, qu_round_cxt);
 		r->sleep_ms = te_poll_interval_ms;
 		return true;
@@ -855,7 +854,6 @@ qu_claim(QuRound *r, int limit, Size budget)
 	r->sleep_ms = qu_next_due_ms();
 	PopActiveSnapshot();
 	qu_commit();
-	MemoryContextSwitchTo(qu_round_cxt);
 	qsort(r->changes, r->nchanges, sizeof(QuChange), qu_cmp_seq);
 	return true;
 }
@@ -887,7 +885,6 @@ qu_claim_more(QuRound *r, QuRound *more, int limit, Size budget)
 	qu_claim_new(more, &r->cursor, limit, &budget, last, flight, nflight);
 	PopActiveSnapshot();
 	qu_commit();
-	MemoryContextSwitchTo(qu_round_cxt);
 	qsort(more->changes, more->nchanges, sizeof(QuChange), qu_cmp_seq);
 	while (*link != NULL)
 		link = &(*link)->next;

@@ -613,6 +613,10 @@ bench_real() {
     # where the CPU goes, ours and daprd alone: PostgreSQL (the worker
     # included), daprd, Kafka, the consumer, the rest (daprload)
     CPU_TREES="$(head -n 1 "$B/data/postmaster.pid") $DAPRD_PID $KAFKA_PID $CONSUMER_PID"
+    # the ceiling's run of 40,000 events in this mode: "<events> <seconds> <events/s>"
+    # shellcheck disable=SC2046 # -bulk 500: two words, or none
+    ceiling() { "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
+        $([ "$mode" = bulk ] && echo -bulk 500); }
     for mode in "per request" bulk; do
         # per request: bulk = off; bulk: the default, auto, which daprd 1.18 gets
         setting bulk "$([ "$mode" = bulk ] && echo auto || echo off)"
@@ -620,9 +624,7 @@ bench_real() {
         # and a first load, not counted, warm the broker's JIT and daprd's
         # connections and code paths
         drain real 20000 1
-        # shellcheck disable=SC2046 # -bulk 500: two words, or none
-        "$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
-            $([ "$mode" = bulk ] && echo -bulk 500) > /dev/null
+        ceiling > /dev/null
         ours="" alone="" got="" ratios="" cpu_ours="" cpu_alone=""
         log_at=$(stat -c %s "$B/postgresql.log")
         for _ in $(seq "$rounds"); do
@@ -631,9 +633,7 @@ bench_real() {
             got+="$D_EVENTS "
             cpu_ours=$(cpu_trees --add "$cpu_ours" "" "$D_TREES")
             s=$(cpu_trees)
-            # shellcheck disable=SC2046 # -bulk 500: two words, or none
-            a=$("$B/daprload" -url "http://127.0.0.1:$DAPRD_PORT" -event "$B/event.json" -n 40000 -c "$c" \
-                $([ "$mode" = bulk ] && echo -bulk 500) | cut -d' ' -f3)
+            a=$(ceiling | cut -d' ' -f3)
             cpu_alone=$(cpu_trees --add "$cpu_alone" "$s" "$(cpu_trees)")
             alone+="$a "
             ratios+="$(awk -v o="$(rate 40000)" -v a="$a" 'BEGIN {printf "%.2f", o / a}') "
